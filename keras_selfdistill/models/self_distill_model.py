@@ -1,0 +1,768 @@
+"""`SelfDistillModel`: Be Your Own Teacher in plain `model.fit`."""
+
+import contextlib
+import dataclasses
+import difflib
+
+import keras
+import numpy as np
+
+from keras_selfdistill import losses
+from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
+from keras_selfdistill.metrics import build_head_metrics
+
+_GLOBAL_POOLINGS = {
+    3: keras.layers.GlobalAveragePooling1D,
+    4: keras.layers.GlobalAveragePooling2D,
+    5: keras.layers.GlobalAveragePooling3D,
+}
+
+
+@dataclasses.dataclass
+class EarlyExitPredictions:
+    """What `SelfDistillModel.predict_early_exit` returns.
+
+    Attributes:
+        logits: array `(samples, num_classes)`. For every sample, the logits
+            of the head it exited at.
+        exit_heads: int array `(samples,)`. Index (0 = shallowest) of the
+            head each sample exited at.
+        exit_fractions: list of floats, one per head, shallow to deep: the
+            fraction of samples that exited there. Sums to 1.
+    """
+
+    logits: np.ndarray
+    exit_heads: np.ndarray
+    exit_fractions: list
+
+
+def _check_number(name, value, low, high, low_inclusive, allowed):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            f"`{name}` must be a number {allowed}. Received: {name}={value!r}"
+        )
+    above_low = value >= low if low_inclusive else value > low
+    if not above_low or value > high:
+        raise ValueError(
+            f"`{name}` must be {allowed}. Received: {name}={value!r}"
+        )
+
+
+def validate_distillation_hyperparameters(
+    alpha=None, temperature=None, feature_weight=None
+):
+    """Raises a clear `ValueError` for an out-of-range hyper-parameter.
+
+    Args:
+        alpha: float in [0, 1], or `None` to skip.
+        temperature: float > 0, or `None` to skip.
+        feature_weight: float >= 0, or `None` to skip.
+    """
+    if alpha is not None:
+        _check_number("alpha", alpha, 0.0, 1.0, True, "in [0, 1]")
+    if temperature is not None:
+        _check_number(
+            "temperature", temperature, 0.0, float("inf"), False, "> 0"
+        )
+    if feature_weight is not None:
+        _check_number(
+            "feature_weight", feature_weight, 0.0, float("inf"), True, ">= 0"
+        )
+
+
+def _producing_layer(tensor):
+    # `_keras_history` is how every Keras 3 functional graph records which
+    # layer made a symbolic tensor; there is no public accessor for it.
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        raise ValueError(
+            "Every output must be a symbolic tensor made by a Keras layer "
+            f"(functional API). Received: {tensor!r}"
+        )
+    return history[0]
+
+
+def _outputs_probabilities(layer):
+    activation = getattr(layer, "activation", None)
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    return activation is keras.activations.softmax or getattr(
+        activation, "__name__", ""
+    ) == "softmax"
+
+
+def _layer_input_features(layer, name):
+    """The pooled input of a classifier layer: its "feature" vector."""
+    features = layer.input
+    if isinstance(features, (list, tuple, dict)):
+        raise ValueError(
+            f"The classifier layer '{layer.name}' has several inputs, so its "
+            "features for the feature term are ambiguous. Use an "
+            "AuxiliaryHead, or set feature_weight=0."
+        )
+    rank = len(features.shape)
+    if rank == 2:
+        return features
+    if rank in _GLOBAL_POOLINGS:
+        return _GLOBAL_POOLINGS[rank](name=f"{name}_feature_pool")(features)
+    raise ValueError(
+        f"Cannot pool the {rank}-D input of classifier layer '{layer.name}' "
+        "into a feature vector. Use an AuxiliaryHead, or set feature_weight=0."
+    )
+
+
+@keras.saving.register_keras_serializable(package="keras_selfdistill")
+class SelfDistillModel(keras.Model):
+    """A model whose deepest classifier teaches its shallower ones.
+
+    Be Your Own Teacher (Zhang et al., 2019) as a drop-in `keras.Model`: give
+    it the functional graph of a network with classifiers at several depths
+    (`AuxiliaryHead`s on intermediate tensors plus the network's own final
+    classifier), and `fit` trains every classifier at once. With heads `1..C`
+    ordered shallow to deep, logits `z_i` and pooled features `F_i`:
+
+    `L = CE(y, z_C) + sum_{i<C} [ (1 - alpha) * CE(y, z_i)
+         + alpha * T^2 * KL(softmax(z_C/T) || softmax(z_i/T))
+         + feature_weight * ||P_i(F_i) - F_C||^2 ]`
+
+    where `P_i` is a learned linear projection to the deepest head's feature
+    width (only for heads whose width differs), and the deepest logits and
+    features are targets (`stop_gradient`). Each term is averaged over the
+    batch, with `sample_weight` if given. The math lives in
+    `keras_selfdistill.losses.self_distillation_loss`.
+
+    Training runs one forward pass per step through every head. `predict`,
+    `__call__` and `export_backbone()` run only the path to the deepest
+    classifier, so the heads cost nothing at inference unless you ask for
+    them (`predict_heads`, `predict_ensemble`, `predict_early_exit`).
+
+    `compile(optimizer, metrics=[...])` takes no `loss` (the loss above is
+    the model's). Every head gets its own copy of each metric: the deepest
+    keeps the plain name (`accuracy`, so `EarlyStopping(monitor=
+    "val_accuracy")` works), the others are prefixed (`head_1_accuracy`).
+    The history also reports each loss term: `cross_entropy_loss` (summed over
+    heads), `distillation_loss` and `feature_loss` (summed over shallow heads,
+    before their weights). Labels may be integer class ids or one-hot.
+
+    Args:
+        inputs: the functional model's input tensor(s) (`keras.Input`).
+        outputs: list of at least 2 logits tensors `(batch, num_classes)`,
+            shallow to deep. The last is the deepest classifier: the teacher,
+            and what `predict` returns.
+        alpha: float in [0, 1]. Weight of the distillation term against the
+            labels for shallow heads. Defaults to `0.3` (the paper's).
+        temperature: float > 0. Softmax temperature of the distillation term.
+            Defaults to `3.0` (the paper's).
+        feature_weight: float >= 0. Weight (lambda) of the feature term.
+            Defaults to `0.03` (the paper's).
+        scale_by_temperature_squared: bool. Multiply the distillation term by
+            `T^2` (Hinton et al., 2015) so its gradient keeps the scale of the
+            cross-entropy's at any temperature; `False` gives the bare KL of
+            the paper's equation. Defaults to `True`.
+        **kwargs: base model arguments (`name`, `trainable`, `dtype`).
+
+    Example:
+
+    ```python
+    inputs = keras.Input((28, 28, 1))
+    x1 = keras.layers.Conv2D(16, 3, strides=2, activation="relu")(inputs)
+    x2 = keras.layers.Conv2D(32, 3, strides=2, activation="relu")(x1)
+    h1 = AuxiliaryHead(num_classes=10, name="head_1")(x1)
+    pooled = keras.layers.GlobalAveragePooling2D()(x2)
+    logits = keras.layers.Dense(10, name="logits")(pooled)
+    model = SelfDistillModel(inputs, [h1, logits])
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=3)
+    plain_model = model.export_backbone()
+    ```
+
+    References:
+        Zhang, Song, Gao, Chen, Bao, Ma. "Be Your Own Teacher: Improve the
+        Performance of Convolutional Neural Networks via Self Distillation",
+        ICCV 2019. https://arxiv.org/abs/1905.08094
+    """
+
+    def __init__(
+        self,
+        inputs,
+        outputs,
+        alpha=0.3,
+        temperature=3.0,
+        feature_weight=0.03,
+        scale_by_temperature_squared=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        validate_distillation_hyperparameters(alpha, temperature, feature_weight)
+        if not isinstance(outputs, (list, tuple)) or len(outputs) < 2:
+            count = len(outputs) if isinstance(outputs, (list, tuple)) else 1
+            raise ValueError(
+                "SelfDistillModel needs a list of at least 2 logits outputs, "
+                "shallow to deep (the last one is the deepest classifier, the "
+                f"teacher). Received: {count} output(s)."
+            )
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+        self.feature_weight = float(feature_weight)
+        self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+
+        outputs = list(outputs)
+        head_layers = [_producing_layer(output) for output in outputs]
+        self._check_outputs(outputs, head_layers)
+        self.num_classes = outputs[-1].shape[-1]
+        self.head_names = [layer.name for layer in head_layers]
+
+        training_logits, features = [], []
+        for output, layer in zip(outputs, head_layers):
+            if isinstance(layer, AuxiliaryHead):
+                if layer.output is not output:
+                    raise ValueError(
+                        f"AuxiliaryHead '{layer.name}' is called more than "
+                        "once in this graph. Create one head per tap."
+                    )
+                # The head's two halves called on the same input (same
+                # weights): its pooled features and logits in one pass.
+                head_features = layer.bottleneck(layer.input)
+                logits = layer.classifier(head_features)
+            else:
+                logits = output
+                head_features = _layer_input_features(layer, layer.name)
+            training_logits.append(logits)
+            features.append(head_features)
+
+        # The traced graph of every head's logits and features. It is the
+        # only tracked sub-model, so weights are saved once.
+        self.network = keras.Model(
+            inputs,
+            {"logits": training_logits, "features": features},
+            name=f"{self.name}_network",
+        )
+        # Views over the same layers (untracked: no second copy of weights).
+        self._set_untracked("_inputs_structure", inputs)
+        self._set_untracked("_head_outputs", outputs)
+        self._set_untracked(
+            "_heads_graph",
+            keras.Model(inputs, outputs, name=f"{self.name}_heads"),
+        )
+        self._set_untracked(
+            "_backbone_graph",
+            keras.Model(inputs, outputs[-1], name=f"{self.name}_backbone"),
+        )
+        self._set_untracked("_return_all_heads", False)
+        self._set_untracked("_compiled_head_metrics", None)
+        self._set_untracked("_compile_arguments", None)
+        self._feature_widths = [int(f.shape[-1]) for f in features]
+        self.build(None)
+
+    def _set_untracked(self, name, value):
+        # Plain Python attribute: Keras's tracker would otherwise register
+        # these views' layers (or metric objects) a second time.
+        object.__setattr__(self, name, value)
+
+    @staticmethod
+    def _check_outputs(outputs, head_layers):
+        class_counts = []
+        for output, layer in zip(outputs, head_layers):
+            if len(output.shape) != 2:
+                raise ValueError(
+                    "Every output must be logits of shape (batch, "
+                    f"num_classes). Received: output of layer '{layer.name}' "
+                    f"with shape {tuple(output.shape)}"
+                )
+            if _outputs_probabilities(layer):
+                raise ValueError(
+                    f"The output of layer '{layer.name}' is softmax "
+                    "probabilities, but self-distillation needs logits "
+                    "(the temperature divides logits). Build the classifier "
+                    "without the softmax (e.g. Dense(num_classes) or "
+                    "keras.applications.*(classifier_activation=None)) and "
+                    "apply keras.ops.softmax to predictions if you need "
+                    "probabilities."
+                )
+            class_counts.append(output.shape[-1])
+        if len(set(class_counts)) != 1 or class_counts[0] is None:
+            listing = ", ".join(
+                f"'{layer.name}': {count}"
+                for layer, count in zip(head_layers, class_counts)
+            )
+            raise ValueError(
+                "Every head must predict the same, known number of classes. "
+                f"Received class counts {{{listing}}}."
+            )
+
+    def build(self, input_shape=None):
+        """Creates the feature projections (one per narrower/wider head).
+
+        Shapes come from the functional graph, so this runs at construction
+        and every weight exists before `compile`, `fit` or `load_model`.
+        """
+        if getattr(self, "feature_projections", None) is not None:
+            return
+        deepest_width = self._feature_widths[-1]
+        projections = []
+        for name, width in zip(self.head_names[:-1], self._feature_widths):
+            if width == deepest_width:
+                projections.append(None)
+                continue
+            projection = keras.layers.Dense(
+                deepest_width,
+                use_bias=False,
+                dtype=self.dtype_policy,
+                name=f"{name}_feature_projection",
+            )
+            projection.build((None, width))
+            projections.append(projection)
+        self.feature_projections = projections
+        self.built = True
+
+    # ------------------------------------------------------------------ #
+    # Forward pass.
+    # ------------------------------------------------------------------ #
+
+    def call(self, inputs, training=None):
+        if self._return_all_heads:
+            return self.network(inputs, training=training)
+        return self._backbone_graph(inputs, training=training)
+
+    @contextlib.contextmanager
+    def _all_heads_outputs(self):
+        # fit/evaluate need every head's logits and features from the one
+        # forward pass; predict and __call__ need only the deepest logits.
+        # The flag is read when Keras traces the step, and train/test/predict
+        # steps are traced (and cached) separately, so each sees its own.
+        previous = self._return_all_heads
+        self._set_untracked("_return_all_heads", True)
+        try:
+            yield
+        finally:
+            self._set_untracked("_return_all_heads", previous)
+
+    def fit(self, *args, **kwargs):
+        with self._all_heads_outputs():
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        with self._all_heads_outputs():
+            return super().evaluate(*args, **kwargs)
+
+    def train_on_batch(self, *args, **kwargs):
+        with self._all_heads_outputs():
+            return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        with self._all_heads_outputs():
+            return super().test_on_batch(*args, **kwargs)
+
+    def head_outputs(self, inputs, training=False):
+        """Every head's logits and pooled features from one forward pass.
+
+        Args:
+            inputs: a batch of inputs.
+            training: bool. Training mode (batch norm, dropout).
+
+        Returns:
+            A dict with `"logits"` and `"features"`, each a list of tensors,
+            shallow to deep (features before projection).
+        """
+        return self.network(inputs, training=training)
+
+    # ------------------------------------------------------------------ #
+    # Training.
+    # ------------------------------------------------------------------ #
+
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        loss_weights=None,
+        metrics=None,
+        weighted_metrics=None,
+        **kwargs,
+    ):
+        """Configures the model for training.
+
+        Same as `keras.Model.compile`, except that the loss is the model's own
+        (see the class docstring): `loss` and `loss_weights` must stay `None`.
+        Each metric is copied for every head.
+
+        Args:
+            optimizer: optimizer name or instance.
+            loss: must be `None`.
+            loss_weights: must be `None`.
+            metrics: list of metrics (names, `keras.metrics.Metric`s or
+                functions), computed for every head without sample weights.
+            weighted_metrics: list of metrics computed with `sample_weight`.
+            **kwargs: the other `keras.Model.compile` arguments
+                (`jit_compile`, `steps_per_execution`, `run_eagerly`, ...).
+        """
+        for argument, value in (("loss", loss), ("loss_weights", loss_weights)):
+            if value is not None:
+                raise ValueError(
+                    f"{type(self).__name__} computes its own loss "
+                    "(cross-entropy + distillation + feature terms, set by "
+                    "alpha, temperature and feature_weight), so `"
+                    f"{argument}` must be None. Received: {argument}={value!r}"
+                )
+        served = self.head_names[-1]
+        metric_sets = {
+            "unweighted": build_head_metrics(metrics, self.head_names, served),
+            "weighted": build_head_metrics(
+                weighted_metrics, self.head_names, served
+            ),
+        }
+        trackers = {
+            term: keras.metrics.Mean(name=f"{term}_loss")
+            for term in ("cross_entropy", "distillation", "feature")
+        }
+        self._set_untracked(
+            "_compiled_head_metrics",
+            {"trackers": trackers, **metric_sets},
+        )
+        self._set_untracked(
+            "_compile_arguments",
+            dict(
+                optimizer=optimizer,
+                metrics=metrics,
+                weighted_metrics=weighted_metrics,
+                **kwargs,
+            ),
+        )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def get_compile_config(self):
+        if self._compile_arguments is None:
+            return {}
+        arguments = dict(self._compile_arguments)
+        arguments["optimizer"] = self.optimizer
+        return keras.saving.serialize_keras_object(arguments)
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    @property
+    def metrics(self):
+        metrics = list(super().metrics)
+        compiled = self._compiled_head_metrics
+        if compiled is not None:
+            metrics.extend(compiled["trackers"].values())
+            for kind in ("unweighted", "weighted"):
+                for head_metrics in compiled[kind]:
+                    metrics.extend(head_metrics)
+        return metrics
+
+    def _projected_features(self, features):
+        projected = []
+        for feature, projection in zip(features[:-1], self.feature_projections):
+            projected.append(feature if projection is None else projection(feature))
+        projected.append(features[-1])
+        return projected
+
+    def _check_training_outputs(self, y, y_pred):
+        if not isinstance(y_pred, dict) or "logits" not in y_pred:
+            raise ValueError(
+                "compute_loss needs every head's outputs, as `fit` and "
+                "`evaluate` produce them (see `head_outputs`). Received "
+                f"y_pred of type {type(y_pred).__name__}."
+            )
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} learns from labels: the data must "
+                "yield (inputs, labels) or (inputs, labels, sample_weight). "
+                "Received a batch with no labels."
+            )
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        self._check_training_outputs(y, y_pred)
+        use_features = self.feature_weight > 0
+        terms = losses.self_distillation_loss(
+            y,
+            y_pred["logits"],
+            self._projected_features(y_pred["features"]) if use_features else None,
+            alpha=self.alpha,
+            temperature=self.temperature,
+            feature_weight=self.feature_weight,
+            sample_weight=sample_weight,
+            scale_by_temperature_squared=self.scale_by_temperature_squared,
+        )
+        compiled = self._compiled_head_metrics
+        if compiled is not None:
+            batch_size = keras.ops.shape(y_pred["logits"][-1])[0]
+            for term, tracker in compiled["trackers"].items():
+                tracker.update_state(terms[term], sample_weight=batch_size)
+        total = terms["total"]
+        for extra_loss in self.losses:
+            # Weight regularizers and add_loss() terms, as keras.Model sums them.
+            total = total + keras.ops.sum(keras.ops.cast(extra_loss, "float32"))
+        return total
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self._check_training_outputs(y, y_pred)
+        compiled = self._compiled_head_metrics
+        if compiled is not None:
+            for index, logits in enumerate(y_pred["logits"]):
+                for metric in compiled["unweighted"][index]:
+                    metric.update_state(y, logits)
+                for metric in compiled["weighted"][index]:
+                    metric.update_state(y, logits, sample_weight=sample_weight)
+        return self.get_metrics_result()
+
+    # ------------------------------------------------------------------ #
+    # Inference.
+    # ------------------------------------------------------------------ #
+
+    def export_backbone(self, name=None):
+        """The plain network: inputs to the deepest logits, heads dropped.
+
+        The returned functional `keras.Model` shares this model's layers (and
+        so its trained weights); its predictions equal `predict`'s. Save or
+        serve it like any Keras model; it needs nothing from this package.
+
+        Args:
+            name: str or `None`. Name of the returned model.
+
+        Returns:
+            A `keras.Model`.
+        """
+        return keras.Model(
+            self._inputs_structure,
+            self._head_outputs[-1],
+            name=name or f"{self.name}_backbone",
+        )
+
+    def predict_heads(self, x, **predict_kwargs):
+        """Every head's logits, shallow to deep.
+
+        Args:
+            x: inputs, as for `predict`.
+            **predict_kwargs: `batch_size`, `verbose`, `steps`, `callbacks`.
+
+        Returns:
+            A list of numpy arrays `(samples, num_classes)`, one per head.
+        """
+        return list(self._heads_graph.predict(x, **predict_kwargs))
+
+    def predict_ensemble(self, x, **predict_kwargs):
+        """The mean of every head's logits (the paper's "ensemble").
+
+        Args:
+            x: inputs, as for `predict`.
+            **predict_kwargs: passed to `predict`.
+
+        Returns:
+            A numpy array `(samples, num_classes)`.
+        """
+        return np.mean(np.stack(self.predict_heads(x, **predict_kwargs)), axis=0)
+
+    def predict_early_exit(self, x, threshold=0.9, **predict_kwargs):
+        """Anytime prediction: each sample exits at its first confident head.
+
+        A sample exits at the shallowest head whose largest softmax
+        probability is at least `threshold`; samples no head is sure of exit
+        at the deepest. This evaluates every head on every sample (batched
+        inference cannot stop part of a batch), so it tells what an early-exit
+        deployment would answer and how much of the network each sample
+        needs, not a speed-up by itself.
+
+        Args:
+            x: inputs, as for `predict`.
+            threshold: float in [0, 1]. Confidence needed to exit. Defaults
+                to `0.9`.
+            **predict_kwargs: passed to `predict`.
+
+        Returns:
+            An `EarlyExitPredictions` with the exiting head's logits, the exit
+            head index per sample and the fraction of samples per head.
+        """
+        _check_number("threshold", threshold, 0.0, 1.0, True, "in [0, 1]")
+        head_logits = np.stack(self.predict_heads(x, **predict_kwargs))
+        shifted = head_logits - head_logits.max(axis=-1, keepdims=True)
+        probabilities = np.exp(shifted)
+        probabilities /= probabilities.sum(axis=-1, keepdims=True)
+        confident = probabilities.max(axis=-1) >= threshold
+        confident[-1] = True
+        exit_heads = np.argmax(confident, axis=0)
+        samples = np.arange(head_logits.shape[1])
+        fractions = np.bincount(exit_heads, minlength=len(head_logits))
+        return EarlyExitPredictions(
+            logits=head_logits[exit_heads, samples],
+            exit_heads=exit_heads,
+            exit_fractions=(fractions / len(exit_heads)).tolist(),
+        )
+
+    # ------------------------------------------------------------------ #
+    # Construction from an existing model, and serialization.
+    # ------------------------------------------------------------------ #
+
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone,
+        taps,
+        head_width=None,
+        head_downsampling="auto",
+        alpha=0.3,
+        temperature=3.0,
+        feature_weight=0.03,
+        scale_by_temperature_squared=True,
+        **kwargs,
+    ):
+        """Attaches an `AuxiliaryHead` to named layers of a functional model.
+
+        The backbone is not rewritten: its layers (and weights) are shared, and
+        its output stays the deepest classifier.
+
+        Args:
+            backbone: a functional (or built Sequential) `keras.Model` with
+                one output of logits `(batch, num_classes)`.
+            taps: list of layer names, shallow to deep. A head named
+                `head_1`, `head_2`, ... goes on each layer's output.
+            head_width: int or `None`. Width of every head; `None` uses the
+                width of the deepest classifier's features, so no projection
+                is needed for the feature term. Defaults to `None`.
+            head_downsampling: `"auto"` or int. Blocks per head; `"auto"`
+                halves each tap's resolution until it reaches the resolution
+                of the last feature map before the classifier (at least 1).
+                Defaults to `"auto"`.
+            alpha, temperature, feature_weight, scale_by_temperature_squared:
+                see the class docstring.
+            **kwargs: base model arguments (`name`, ...).
+
+        Returns:
+            A `SelfDistillModel`.
+        """
+        if not isinstance(backbone, keras.Model):
+            raise ValueError(
+                "from_backbone needs a functional keras.Model (or a Sequential "
+                "built with an Input) so heads can be attached to its layers. "
+                f"Received: {type(backbone).__name__}. For a subclassed model, "
+                "build the heads yourself with the functional API."
+            )
+        try:
+            backbone_inputs = backbone.input
+            backbone_output = backbone.output
+        except (AttributeError, ValueError) as error:
+            raise ValueError(
+                "from_backbone needs a functional keras.Model (or a Sequential "
+                "built with an Input); this model has no symbolic inputs. "
+                f"Received: {type(backbone).__name__} '{backbone.name}'."
+            ) from error
+        if isinstance(backbone_output, (list, tuple, dict)):
+            raise ValueError(
+                "from_backbone needs a backbone with one output (the logits). "
+                f"Received a backbone with outputs {backbone_output!r}"
+            )
+        if isinstance(taps, str) or not isinstance(taps, (list, tuple)) or not taps:
+            raise ValueError(
+                "`taps` must be a non-empty list of layer names, shallow to "
+                f"deep. Received: taps={taps!r}"
+            )
+        layer_names = [layer.name for layer in backbone.layers]
+        positions = []
+        for tap in taps:
+            if tap not in layer_names:
+                close = difflib.get_close_matches(str(tap), layer_names, n=5)
+                hint = (
+                    f" Close matches: {close}." if close else
+                    f" Its layers are: {layer_names[:40]}"
+                    + (" ..." if len(layer_names) > 40 else ".")
+                )
+                raise ValueError(
+                    f"Layer '{tap}' is not in model '{backbone.name}'.{hint}"
+                )
+            positions.append(layer_names.index(tap))
+        if positions != sorted(positions) or len(set(positions)) != len(positions):
+            raise ValueError(
+                "`taps` must be distinct and ordered shallow to deep (the "
+                "order of the backbone's layers). Received: "
+                f"taps={list(taps)}; in backbone order they are "
+                f"{[layer_names[p] for p in sorted(set(positions))]}."
+            )
+        deepest_layer = _producing_layer(backbone_output)
+        deepest_features = deepest_layer.input
+        deepest_width = deepest_features.shape[-1] if not isinstance(
+            deepest_features, (list, tuple, dict)
+        ) else None
+        deepest_map = _last_feature_map(backbone)
+        num_classes = backbone_output.shape[-1]
+        heads = []
+        for index, tap in enumerate(taps):
+            tapped = backbone.get_layer(tap).output
+            if isinstance(tapped, (list, tuple, dict)):
+                raise ValueError(
+                    f"Layer '{tap}' has several outputs; tap a layer with one "
+                    "output tensor."
+                )
+            downsampling = head_downsampling
+            if downsampling == "auto":
+                downsampling = _auto_downsampling(tapped, deepest_map)
+            head = AuxiliaryHead(
+                num_classes=num_classes,
+                width=head_width or deepest_width,
+                num_downsampling=downsampling,
+                name=f"head_{index + 1}",
+            )
+            heads.append(head(tapped))
+        return cls(
+            backbone_inputs,
+            heads + [backbone_output],
+            alpha=alpha,
+            temperature=temperature,
+            feature_weight=feature_weight,
+            scale_by_temperature_squared=scale_by_temperature_squared,
+            **kwargs,
+        )
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            "graph": keras.saving.serialize_keras_object(self._heads_graph),
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "feature_weight": self.feature_weight,
+            "scale_by_temperature_squared": self.scale_by_temperature_squared,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        graph = keras.saving.deserialize_keras_object(config.pop("graph"))
+        if "dtype" in config and isinstance(config["dtype"], dict):
+            config["dtype"] = keras.saving.deserialize_keras_object(
+                config["dtype"]
+            )
+        return cls(graph.input, list(graph.outputs), **config)
+
+
+def _last_feature_map(backbone):
+    """The last tensor of rank > 2 on the way to the classifier, or None."""
+    for layer in reversed(backbone.layers):
+        output = layer.output
+        if isinstance(output, (list, tuple, dict)):
+            continue
+        if len(output.shape) > 2:
+            return output
+    return None
+
+
+def _auto_downsampling(tapped, deepest_map):
+    """Stride-2 blocks that bring `tapped` to `deepest_map`'s resolution."""
+    if len(tapped.shape) <= 2:
+        return 1
+    if deepest_map is None or len(deepest_map.shape) != len(tapped.shape):
+        return 1
+    tapped_size = tapped.shape[1]
+    deepest_size = deepest_map.shape[1]
+    if not tapped_size or not deepest_size:
+        return 1
+    blocks = 0
+    while tapped_size > deepest_size:
+        tapped_size = (tapped_size + 1) // 2
+        blocks += 1
+    return max(blocks, 1)
