@@ -1,6 +1,5 @@
 """`SelfDistillModel`: Be Your Own Teacher in plain `model.fit`."""
 
-import contextlib
 import dataclasses
 import difflib
 
@@ -9,7 +8,7 @@ import numpy as np
 
 from keras_selfdistill import losses
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
-from keras_selfdistill.metrics import build_head_metrics
+from keras_selfdistill.models.distillation_base import DistillationBase
 
 _GLOBAL_POOLINGS = {
     3: keras.layers.GlobalAveragePooling1D,
@@ -112,7 +111,7 @@ def _layer_input_features(layer, name):
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
-class SelfDistillModel(keras.Model):
+class SelfDistillModel(DistillationBase):
     """A model whose deepest classifier teaches its shallower ones.
 
     Be Your Own Teacher (Zhang et al., 2019) as a drop-in `keras.Model`: give
@@ -211,6 +210,11 @@ class SelfDistillModel(keras.Model):
         self._check_outputs(outputs, head_layers)
         self.num_classes = outputs[-1].shape[-1]
         self.head_names = [layer.name for layer in head_layers]
+        if len(set(self.head_names)) != len(self.head_names):
+            raise ValueError(
+                "Each output must come from its own layer (one classifier per "
+                f"head). Received outputs of layers {self.head_names}."
+            )
 
         training_logits, features = [], []
         for output, layer in zip(outputs, head_layers):
@@ -248,16 +252,8 @@ class SelfDistillModel(keras.Model):
             "_backbone_graph",
             keras.Model(inputs, outputs[-1], name=f"{self.name}_backbone"),
         )
-        self._set_untracked("_return_all_heads", False)
-        self._set_untracked("_compiled_head_metrics", None)
-        self._set_untracked("_compile_arguments", None)
         self._feature_widths = [int(f.shape[-1]) for f in features]
         self.build(None)
-
-    def _set_untracked(self, name, value):
-        # Plain Python attribute: Keras's tracker would otherwise register
-        # these views' layers (or metric objects) a second time.
-        object.__setattr__(self, name, value)
 
     @staticmethod
     def _check_outputs(outputs, head_layers):
@@ -319,39 +315,11 @@ class SelfDistillModel(keras.Model):
     # Forward pass.
     # ------------------------------------------------------------------ #
 
-    def call(self, inputs, training=None):
-        if self._return_all_heads:
-            return self.network(inputs, training=training)
+    def training_outputs(self, inputs, training=None):
+        return self.network(inputs, training=training)
+
+    def inference_outputs(self, inputs, training=None):
         return self._backbone_graph(inputs, training=training)
-
-    @contextlib.contextmanager
-    def _all_heads_outputs(self):
-        # fit/evaluate need every head's logits and features from the one
-        # forward pass; predict and __call__ need only the deepest logits.
-        # The flag is read when Keras traces the step, and train/test/predict
-        # steps are traced (and cached) separately, so each sees its own.
-        previous = self._return_all_heads
-        self._set_untracked("_return_all_heads", True)
-        try:
-            yield
-        finally:
-            self._set_untracked("_return_all_heads", previous)
-
-    def fit(self, *args, **kwargs):
-        with self._all_heads_outputs():
-            return super().fit(*args, **kwargs)
-
-    def evaluate(self, *args, **kwargs):
-        with self._all_heads_outputs():
-            return super().evaluate(*args, **kwargs)
-
-    def train_on_batch(self, *args, **kwargs):
-        with self._all_heads_outputs():
-            return super().train_on_batch(*args, **kwargs)
-
-    def test_on_batch(self, *args, **kwargs):
-        with self._all_heads_outputs():
-            return super().test_on_batch(*args, **kwargs)
 
     def head_outputs(self, inputs, training=False):
         """Every head's logits and pooled features from one forward pass.
@@ -370,89 +338,6 @@ class SelfDistillModel(keras.Model):
     # Training.
     # ------------------------------------------------------------------ #
 
-    def compile(
-        self,
-        optimizer="rmsprop",
-        loss=None,
-        loss_weights=None,
-        metrics=None,
-        weighted_metrics=None,
-        **kwargs,
-    ):
-        """Configures the model for training.
-
-        Same as `keras.Model.compile`, except that the loss is the model's own
-        (see the class docstring): `loss` and `loss_weights` must stay `None`.
-        Each metric is copied for every head.
-
-        Args:
-            optimizer: optimizer name or instance.
-            loss: must be `None`.
-            loss_weights: must be `None`.
-            metrics: list of metrics (names, `keras.metrics.Metric`s or
-                functions), computed for every head without sample weights.
-            weighted_metrics: list of metrics computed with `sample_weight`.
-            **kwargs: the other `keras.Model.compile` arguments
-                (`jit_compile`, `steps_per_execution`, `run_eagerly`, ...).
-        """
-        for argument, value in (("loss", loss), ("loss_weights", loss_weights)):
-            if value is not None:
-                raise ValueError(
-                    f"{type(self).__name__} computes its own loss "
-                    "(cross-entropy + distillation + feature terms, set by "
-                    "alpha, temperature and feature_weight), so `"
-                    f"{argument}` must be None. Received: {argument}={value!r}"
-                )
-        served = self.head_names[-1]
-        metric_sets = {
-            "unweighted": build_head_metrics(metrics, self.head_names, served),
-            "weighted": build_head_metrics(
-                weighted_metrics, self.head_names, served
-            ),
-        }
-        trackers = {
-            term: keras.metrics.Mean(name=f"{term}_loss")
-            for term in ("cross_entropy", "distillation", "feature")
-        }
-        self._set_untracked(
-            "_compiled_head_metrics",
-            {"trackers": trackers, **metric_sets},
-        )
-        self._set_untracked(
-            "_compile_arguments",
-            dict(
-                optimizer=optimizer,
-                metrics=metrics,
-                weighted_metrics=weighted_metrics,
-                **kwargs,
-            ),
-        )
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def get_compile_config(self):
-        if self._compile_arguments is None:
-            return {}
-        arguments = dict(self._compile_arguments)
-        arguments["optimizer"] = self.optimizer
-        return keras.saving.serialize_keras_object(arguments)
-
-    def compile_from_config(self, config):
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
-        if self.optimizer is not None and self.built:
-            self.optimizer.build(self.trainable_variables)
-
-    @property
-    def metrics(self):
-        metrics = list(super().metrics)
-        compiled = self._compiled_head_metrics
-        if compiled is not None:
-            metrics.extend(compiled["trackers"].values())
-            for kind in ("unweighted", "weighted"):
-                for head_metrics in compiled[kind]:
-                    metrics.extend(head_metrics)
-        return metrics
-
     def _projected_features(self, features):
         projected = []
         for feature, projection in zip(features[:-1], self.feature_projections):
@@ -460,24 +345,16 @@ class SelfDistillModel(keras.Model):
         projected.append(features[-1])
         return projected
 
-    def _check_training_outputs(self, y, y_pred):
-        if not isinstance(y_pred, dict) or "logits" not in y_pred:
-            raise ValueError(
-                "compute_loss needs every head's outputs, as `fit` and "
-                "`evaluate` produce them (see `head_outputs`). Received "
-                f"y_pred of type {type(y_pred).__name__}."
-            )
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} learns from labels: the data must "
-                "yield (inputs, labels) or (inputs, labels, sample_weight). "
-                "Received a batch with no labels."
-            )
+    loss_term_names = ("cross_entropy", "distillation", "feature")
+
+    @property
+    def metric_head_names(self):
+        return self.head_names
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
-        self._check_training_outputs(y, y_pred)
+        self.check_training_batch(y, y_pred)
         use_features = self.feature_weight > 0
         terms = losses.self_distillation_loss(
             y,
@@ -489,27 +366,8 @@ class SelfDistillModel(keras.Model):
             sample_weight=sample_weight,
             scale_by_temperature_squared=self.scale_by_temperature_squared,
         )
-        compiled = self._compiled_head_metrics
-        if compiled is not None:
-            batch_size = keras.ops.shape(y_pred["logits"][-1])[0]
-            for term, tracker in compiled["trackers"].items():
-                tracker.update_state(terms[term], sample_weight=batch_size)
-        total = terms["total"]
-        for extra_loss in self.losses:
-            # Weight regularizers and add_loss() terms, as keras.Model sums them.
-            total = total + keras.ops.sum(keras.ops.cast(extra_loss, "float32"))
-        return total
-
-    def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        self._check_training_outputs(y, y_pred)
-        compiled = self._compiled_head_metrics
-        if compiled is not None:
-            for index, logits in enumerate(y_pred["logits"]):
-                for metric in compiled["unweighted"][index]:
-                    metric.update_state(y, logits)
-                for metric in compiled["weighted"][index]:
-                    metric.update_state(y, logits, sample_weight=sample_weight)
-        return self.get_metrics_result()
+        self.update_loss_trackers(terms, keras.ops.shape(y_pred["logits"][-1])[0])
+        return self.add_extra_losses(terms["total"])
 
     # ------------------------------------------------------------------ #
     # Inference.
