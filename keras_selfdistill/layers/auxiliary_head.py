@@ -3,19 +3,14 @@
 import keras
 from keras import layers
 
+from keras_selfdistill.validation import check_integer
+
 _CONVOLUTIONS = {3: layers.Conv1D, 4: layers.Conv2D, 5: layers.Conv3D}
 _POOLINGS = {
     3: layers.GlobalAveragePooling1D,
     4: layers.GlobalAveragePooling2D,
     5: layers.GlobalAveragePooling3D,
 }
-
-
-def _check_positive_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
-        )
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
@@ -198,11 +193,11 @@ class AuxiliaryHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_positive_int("num_classes", num_classes, 1)
+        check_integer("num_classes", num_classes, 1)
         if width is not None:
-            _check_positive_int("width", width, 1)
-        _check_positive_int("num_downsampling", num_downsampling, 0)
-        _check_positive_int("kernel_size", kernel_size, 1)
+            check_integer("width", width, 1)
+        check_integer("num_downsampling", num_downsampling, 0)
+        check_integer("kernel_size", kernel_size, 1)
         self.num_classes = num_classes
         self.width = width
         self.num_downsampling = num_downsampling

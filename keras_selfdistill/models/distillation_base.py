@@ -17,6 +17,12 @@ answers to the same questions:
   through `update_loss_trackers` (history keys `<term>_loss`).
 - **Metrics per head.** Each compiled metric is copied for every head named
   by `metric_head_names`; the served head keeps the plain name.
+- **Hyper-parameters in variables.** `alpha`, `temperature`, ... are
+  `Hyperparameter` attributes: reading one gives a non-trainable scalar
+  `keras.Variable`, assigning a number validates it and assigns the variable
+  (like `optimizer.learning_rate`). A compiled step reads the variable, so a
+  schedule (a callback assigning `model.alpha = ...`) reaches it under `jit`,
+  and the current value is saved and restored with the weights.
 - **Saving the compile state.** `get_compile_config` records the arguments
   the user gave (not the internal ones), so a reloaded model compiles the
   same way.
@@ -27,6 +33,51 @@ import contextlib
 import keras
 
 from keras_selfdistill.metrics import build_head_metrics
+
+
+class Hyperparameter:
+    """A model attribute backed by a non-trainable float32 scalar variable.
+
+    Args:
+        check: function `(name, value) -> None` raising `ValueError` for a
+            value out of range.
+    """
+
+    def __init__(self, check):
+        self.check = check
+        self.name = None
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        try:
+            return instance._hyperparameter_variables[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, instance, value):
+        if isinstance(value, (int, float)) or value is None:
+            self.check(self.name, value)
+        variables = instance._hyperparameter_variables
+        if self.name in variables:
+            variables[self.name].assign(value)
+            return
+        variables[self.name] = instance.add_weight(
+            name=self.name,
+            shape=(),
+            dtype="float32",
+            initializer=keras.initializers.Constant(float(value)),
+            trainable=False,
+            autocast=False,
+        )
+
+
+def hyperparameter_value(variable) -> float:
+    """The current value of a `Hyperparameter` as a Python float."""
+    return float(keras.ops.convert_to_numpy(variable))
 
 
 class DistillationBase(keras.Model):
@@ -45,6 +96,7 @@ class DistillationBase(keras.Model):
         self._set_untracked("_return_training_outputs", False)
         self._set_untracked("_compiled_state", None)
         self._set_untracked("_compile_arguments", None)
+        self._set_untracked("_hyperparameter_variables", {})
 
     def _set_untracked(self, name, value):
         # A plain attribute: Keras's tracker would otherwise register views'

@@ -9,6 +9,11 @@ import numpy as np
 from keras_selfdistill import losses
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.distillation_base import DistillationBase
+from keras_selfdistill.models.distillation_base import Hyperparameter
+from keras_selfdistill.models.distillation_base import hyperparameter_value
+from keras_selfdistill.validation import check_non_negative
+from keras_selfdistill.validation import check_positive
+from keras_selfdistill.validation import check_unit_interval
 
 _GLOBAL_POOLINGS = {
     3: keras.layers.GlobalAveragePooling1D,
@@ -33,40 +38,6 @@ class EarlyExitPredictions:
     logits: np.ndarray
     exit_heads: np.ndarray
     exit_fractions: list
-
-
-def _check_number(name, value, low, high, low_inclusive, allowed):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(
-            f"`{name}` must be a number {allowed}. Received: {name}={value!r}"
-        )
-    above_low = value >= low if low_inclusive else value > low
-    if not above_low or value > high:
-        raise ValueError(
-            f"`{name}` must be {allowed}. Received: {name}={value!r}"
-        )
-
-
-def validate_distillation_hyperparameters(
-    alpha=None, temperature=None, feature_weight=None
-):
-    """Raises a clear `ValueError` for an out-of-range hyper-parameter.
-
-    Args:
-        alpha: float in [0, 1], or `None` to skip.
-        temperature: float > 0, or `None` to skip.
-        feature_weight: float >= 0, or `None` to skip.
-    """
-    if alpha is not None:
-        _check_number("alpha", alpha, 0.0, 1.0, True, "in [0, 1]")
-    if temperature is not None:
-        _check_number(
-            "temperature", temperature, 0.0, float("inf"), False, "> 0"
-        )
-    if feature_weight is not None:
-        _check_number(
-            "feature_weight", feature_weight, 0.0, float("inf"), True, ">= 0"
-        )
 
 
 def _producing_layer(tensor):
@@ -150,6 +121,10 @@ class SelfDistillModel(DistillationBase):
             and what `predict` returns.
         alpha: float in [0, 1]. Weight of the distillation term against the
             labels for shallow heads. Defaults to `0.3` (the paper's).
+            Like `temperature` and `feature_weight`, it is held in a
+            non-trainable variable: `model.alpha` is that variable, and
+            `model.alpha = 0.5` assigns it, also between steps of a compiled
+            `fit` (schedules).
         temperature: float > 0. Softmax temperature of the distillation term.
             Defaults to `3.0` (the paper's).
         feature_weight: float >= 0. Weight (lambda) of the feature term.
@@ -181,6 +156,10 @@ class SelfDistillModel(DistillationBase):
         ICCV 2019. https://arxiv.org/abs/1905.08094
     """
 
+    alpha = Hyperparameter(check_unit_interval)
+    temperature = Hyperparameter(check_positive)
+    feature_weight = Hyperparameter(check_non_negative)
+
     def __init__(
         self,
         inputs,
@@ -192,7 +171,6 @@ class SelfDistillModel(DistillationBase):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        validate_distillation_hyperparameters(alpha, temperature, feature_weight)
         if not isinstance(outputs, (list, tuple)) or len(outputs) < 2:
             count = len(outputs) if isinstance(outputs, (list, tuple)) else 1
             raise ValueError(
@@ -200,9 +178,9 @@ class SelfDistillModel(DistillationBase):
                 "shallow to deep (the last one is the deepest classifier, the "
                 f"teacher). Received: {count} output(s)."
             )
-        self.alpha = float(alpha)
-        self.temperature = float(temperature)
-        self.feature_weight = float(feature_weight)
+        self.alpha = alpha
+        self.temperature = temperature
+        self.feature_weight = feature_weight
         self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
 
         outputs = list(outputs)
@@ -355,11 +333,12 @@ class SelfDistillModel(DistillationBase):
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
         self.check_training_batch(y, y_pred)
-        use_features = self.feature_weight > 0
+        # The feature term is always computed (projections of pooled
+        # vectors, a negligible cost) so a schedule can raise its weight.
         terms = losses.self_distillation_loss(
             y,
             y_pred["logits"],
-            self._projected_features(y_pred["features"]) if use_features else None,
+            self._projected_features(y_pred["features"]),
             alpha=self.alpha,
             temperature=self.temperature,
             feature_weight=self.feature_weight,
@@ -436,7 +415,7 @@ class SelfDistillModel(DistillationBase):
             An `EarlyExitPredictions` with the exiting head's logits, the exit
             head index per sample and the fraction of samples per head.
         """
-        _check_number("threshold", threshold, 0.0, 1.0, True, "in [0, 1]")
+        check_unit_interval("threshold", threshold)
         head_logits = np.stack(self.predict_heads(x, **predict_kwargs))
         shifted = head_logits - head_logits.max(axis=-1, keepdims=True)
         probabilities = np.exp(shifted)
@@ -581,9 +560,9 @@ class SelfDistillModel(DistillationBase):
             "trainable": self.trainable,
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
             "graph": keras.saving.serialize_keras_object(self._heads_graph),
-            "alpha": self.alpha,
-            "temperature": self.temperature,
-            "feature_weight": self.feature_weight,
+            "alpha": hyperparameter_value(self.alpha),
+            "temperature": hyperparameter_value(self.temperature),
+            "feature_weight": hyperparameter_value(self.feature_weight),
             "scale_by_temperature_squared": self.scale_by_temperature_squared,
         }
 
