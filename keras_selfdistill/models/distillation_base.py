@@ -31,6 +31,7 @@ answers to the same questions:
 import contextlib
 
 import keras
+import numpy as np
 
 from keras_selfdistill.metrics import build_head_metrics
 
@@ -59,7 +60,11 @@ class Hyperparameter:
             raise AttributeError(self.name) from None
 
     def __set__(self, instance, value):
-        if isinstance(value, (int, float)) or value is None:
+        if isinstance(value, np.generic):
+            value = value.item()
+        if not hasattr(value, "shape"):
+            # Python values are checked; a tensor (a schedule computing the
+            # value inside a step) is the caller's responsibility.
             self.check(self.name, value)
         variables = instance._hyperparameter_variables
         if self.name in variables:

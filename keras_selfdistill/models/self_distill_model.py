@@ -1,5 +1,6 @@
 """`SelfDistillModel`: Be Your Own Teacher in plain `model.fit`."""
 
+import copy
 import dataclasses
 import difflib
 
@@ -316,7 +317,16 @@ class SelfDistillModel(DistillationBase):
     # Training.
     # ------------------------------------------------------------------ #
 
-    def _projected_features(self, features):
+    def project_features(self, features):
+        """Projects every shallow head's features to the deepest width.
+
+        Args:
+            features: list of tensors `(batch, width_i)`, shallow to deep.
+
+        Returns:
+            The list with each shallow entry passed through its projection
+            (heads already as wide as the deepest are unchanged).
+        """
         projected = []
         for feature, projection in zip(features[:-1], self.feature_projections):
             projected.append(feature if projection is None else projection(feature))
@@ -338,7 +348,7 @@ class SelfDistillModel(DistillationBase):
         terms = losses.self_distillation_loss(
             y,
             y_pred["logits"],
-            self._projected_features(y_pred["features"]),
+            self.project_features(y_pred["features"]),
             alpha=self.alpha,
             temperature=self.temperature,
             feature_weight=self.feature_weight,
@@ -479,20 +489,27 @@ class SelfDistillModel(DistillationBase):
                 f"Received: {type(backbone).__name__}. For a subclassed model, "
                 "build the heads yourself with the functional API."
             )
-        try:
-            backbone_inputs = backbone.input
-            backbone_output = backbone.output
-        except (AttributeError, ValueError) as error:
+        backbone_inputs = getattr(backbone, "inputs", None)
+        backbone_outputs = getattr(backbone, "outputs", None)
+        if not backbone_inputs or not backbone_outputs:
             raise ValueError(
                 "from_backbone needs a functional keras.Model (or a Sequential "
-                "built with an Input); this model has no symbolic inputs. "
-                f"Received: {type(backbone).__name__} '{backbone.name}'."
-            ) from error
-        if isinstance(backbone_output, (list, tuple, dict)):
+                "built with a keras.Input) so heads can be attached to its "
+                f"layers. Received: {type(backbone).__name__} "
+                f"'{backbone.name}', which has no symbolic inputs. For a "
+                "subclassed model, wire the heads with the functional API and "
+                "pass them to SelfDistillModel(inputs, outputs)."
+            )
+        if len(backbone_outputs) != 1:
             raise ValueError(
                 "from_backbone needs a backbone with one output (the logits). "
-                f"Received a backbone with outputs {backbone_output!r}"
+                f"Received a backbone with {len(backbone_outputs)} outputs."
             )
+        backbone_output = backbone_outputs[0]
+        if len(backbone_inputs) == 1:
+            backbone_inputs = backbone_inputs[0]
+        elif not isinstance(backbone, keras.Sequential):
+            backbone_inputs = backbone.input  # The user's dict/list structure.
         if isinstance(taps, str) or not isinstance(taps, (list, tuple)) or not taps:
             raise ValueError(
                 "`taps` must be a non-empty list of layer names, shallow to "
@@ -568,7 +585,8 @@ class SelfDistillModel(DistillationBase):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        # Deserializing mutates nested dicts; leave the caller's config intact.
+        config = copy.deepcopy(config)
         graph = keras.saving.deserialize_keras_object(config.pop("graph"))
         if "dtype" in config and isinstance(config["dtype"], dict):
             config["dtype"] = keras.saving.deserialize_keras_object(
