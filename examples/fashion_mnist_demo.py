@@ -51,8 +51,8 @@ def build_cnn(width=16):
         width: int. Channels of the first stage; doubled at each stage.
 
     Returns:
-        A functional `keras.Model`; its stage outputs are the layers named
-        `stage1_relu1`, `stage2_relu1` (where the heads go).
+        A functional `keras.Model`; the heads go on the pooled outputs of
+        stages 1 and 2 (`stage1_pool`, 14x14, and `stage2_pool`, 7x7).
     """
     inputs = keras.Input((28, 28, 1), name="image")
     x = conv_block(inputs, width, "stage1")
@@ -69,7 +69,7 @@ def build_self_distilled(width=16, **hyperparameters):
     """The same CNN with BYOT heads after stages 1 and 2."""
     return SelfDistillModel.from_backbone(
         build_cnn(width),
-        taps=["stage1_relu1", "stage2_relu1"],
+        taps=["stage1_pool", "stage2_pool"],
         **hyperparameters,
     )
 

@@ -381,6 +381,25 @@ class SelfDistillModel(DistillationBase):
             name=name or f"{self.name}_backbone",
         )
 
+    def export_heads(self, name=None):
+        """A plain model returning every head's logits, shallow to deep.
+
+        For early-exit deployment, or to inspect the heads with ordinary
+        Keras tools. It shares this model's layers (and weights) and needs
+        `keras_selfdistill` only for its `AuxiliaryHead` layers.
+
+        Args:
+            name: str or `None`. Name of the returned model.
+
+        Returns:
+            A functional `keras.Model` with one output per head.
+        """
+        return keras.Model(
+            self._inputs_structure,
+            list(self._head_outputs),
+            name=name or f"{self.name}_heads",
+        )
+
     def predict_heads(self, x, **predict_kwargs):
         """Every head's logits, shallow to deep.
 

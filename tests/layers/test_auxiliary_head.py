@@ -95,3 +95,14 @@ def test_bad_arguments_are_named_in_the_error(kwargs, message):
 def test_unsupported_rank_is_explained():
     with pytest.raises(ValueError, match=r"input_shape=\(None, 2, 2, 2, 2, 2\)"):
         AuxiliaryHead(num_classes=3).build((None, 2, 2, 2, 2, 2))
+
+
+def test_convolutions_are_separable_by_default_like_the_papers_sepconv():
+    separable = AuxiliaryHead(num_classes=3, width=64)
+    separable.build((None, 16, 16, 32))
+    full = AuxiliaryHead(num_classes=3, width=64, separable=False)
+    full.build((None, 16, 16, 32))
+    assert isinstance(separable.bottleneck.blocks[0][0], keras.layers.SeparableConv2D)
+    assert isinstance(full.bottleneck.blocks[0][0], keras.layers.Conv2D)
+    # 3x3x32 depthwise + 32x64 pointwise, against 3x3x32x64.
+    assert separable.bottleneck.count_params() < full.bottleneck.count_params() / 5

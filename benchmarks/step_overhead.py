@@ -1,0 +1,160 @@
+"""What does self-distillation cost per training step? Prints ratios.
+
+Three models share one backbone architecture (a small ResNet-style CNN on
+32x32x3 inputs, the CIFAR shape):
+
+- `plain`: the backbone alone, `compile(loss=SparseCategoricalCrossentropy)`.
+- `heads, CE only`: the same backbone with the same `AuxiliaryHead`s, trained
+  as an ordinary Keras multi-output model (cross-entropy on every head). This
+  is the price of the heads' own compute, whatever the loss.
+- `SelfDistillModel`: the same heads, with the full BYOT loss (KL, feature
+  term, projections, per-head metrics).
+
+Each model is timed with `fit` for a number of steps; the per-step time is the
+median of the step durations (measured by a callback, after warm-up steps),
+and the three models are run interleaved, `--repeats` times, to spread any
+background load evenly. The script prints the per-step medians and the
+ratios; `SelfDistillModel / heads, CE only` is the overhead of the
+distillation machinery itself.
+
+    python benchmarks/step_overhead.py                 # CPU, jit off
+    python benchmarks/step_overhead.py --jit-compile   # XLA (use on a GPU)
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_selfdistill import SelfDistillModel  # noqa: E402
+
+NUM_CLASSES = 100
+TAPS = ["stage1_out", "stage2_out"]
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Records the wall time of every training step."""
+
+    def __init__(self):
+        super().__init__()
+        self.durations = []
+        self._start = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.durations.append(time.perf_counter() - self._start)
+
+
+def residual_block(x, filters, stride, name):
+    shortcut = x
+    x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                            name=f"{name}_conv1")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn1")(x)
+    x = keras.layers.ReLU(name=f"{name}_relu1")(x)
+    x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
+    x = keras.layers.BatchNormalization(name=f"{name}_bn2")(x)
+    if stride != 1 or shortcut.shape[-1] != filters:
+        shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
+                                       name=f"{name}_shortcut")(shortcut)
+    x = keras.layers.Add(name=f"{name}_add")([x, shortcut])
+    return keras.layers.ReLU(name=f"{name}_out")(x)
+
+
+def build_backbone(width):
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(width, 3, padding="same", name="stem")(inputs)
+    for stage, (filters, stride) in enumerate(
+        [(width, 1), (width * 2, 2), (width * 4, 2)], start=1
+    ):
+        x = residual_block(x, filters, stride, f"stage{stage}_block1")
+        x = residual_block(x, filters, 1, f"stage{stage}")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    logits = keras.layers.Dense(NUM_CLASSES, name="logits")(x)
+    return keras.Model(inputs, logits, name="backbone")
+
+
+def build_models(width):
+    crossentropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    plain = build_backbone(width)
+    plain.compile(optimizer="sgd", loss=crossentropy, metrics=["accuracy"])
+
+    # Same heads, trained as an ordinary multi-output model.
+    heads_only = SelfDistillModel.from_backbone(
+        build_backbone(width), taps=TAPS
+    ).export_heads(name="heads_ce")
+    heads_only.compile(optimizer="sgd", loss=[crossentropy] * 3,
+                       metrics=[["accuracy"]] * 3)
+
+    distilled = SelfDistillModel.from_backbone(build_backbone(width), taps=TAPS)
+    distilled.compile(optimizer="sgd", metrics=["accuracy"])
+    return {"plain": plain, "heads, CE only": heads_only, "SelfDistillModel": distilled}
+
+
+def time_model(model, images, labels, batch_size, steps, warmup):
+    timer = StepTimer()
+    plain_multi_output = len(getattr(model, "outputs", None) or []) > 1
+    targets = [labels] * len(model.outputs) if plain_multi_output else labels
+    model.fit(images, targets, batch_size=batch_size, epochs=1, verbose=0,
+              shuffle=False, callbacks=[timer])
+    return statistics.median(timer.durations[warmup:])
+
+
+def parameter_share_of_heads(width):
+    model = SelfDistillModel.from_backbone(build_backbone(width), taps=TAPS)
+    backbone = model.export_backbone().count_params()
+    heads = sum(model.network.get_layer(f"head_{i}_bottleneck").count_params()
+                + model.network.get_layer(f"head_{i}_classifier").count_params()
+                for i in (1, 2))
+    return heads / backbone
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--jit-compile", action="store_true")
+    args = parser.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    count = args.batch_size * (args.steps + args.warmup)
+    images = rng.uniform(size=(count, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, NUM_CLASSES, size=count).astype("int32")
+
+    keras.utils.set_random_seed(0)
+    models = build_models(args.width)
+    if args.jit_compile:
+        for model in models.values():
+            model.jit_compile = True
+    medians = {name: [] for name in models}
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            medians[name].append(
+                time_model(model, images, labels, args.batch_size, args.steps, args.warmup)
+            )
+    step = {name: statistics.median(values) for name, values in medians.items()}
+
+    print(f"backend {keras.backend.backend()}, jit_compile={args.jit_compile}, "
+          f"batch {args.batch_size}, width {args.width}, {args.repeats} interleaved "
+          f"repeats of {args.steps} timed steps")
+    print(f"head parameters / backbone parameters: {parameter_share_of_heads(args.width):.1%}")
+    print("\n| model | median step (ms) | vs plain |")
+    print("| --- | ---: | ---: |")
+    for name, value in step.items():
+        print(f"| {name} | {value * 1e3:.1f} | {value / step['plain']:.2f}x |")
+    print(f"\nSelfDistillModel / heads, CE only (distillation machinery): "
+          f"{step['SelfDistillModel'] / step['heads, CE only']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
