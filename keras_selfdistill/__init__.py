@@ -4,17 +4,25 @@ Importing the package registers every public class with Keras serialization,
 so `keras.saving.load_model(path)` needs no `custom_objects`.
 """
 
+from keras_selfdistill import callbacks
 from keras_selfdistill import losses
 from keras_selfdistill.layers import AuxiliaryHead
 from keras_selfdistill.models import EarlyExitPredictions
+from keras_selfdistill.models import EMATeacher
+from keras_selfdistill.models import MutualLearning
 from keras_selfdistill.models import SelfDistillModel
+from keras_selfdistill.models import SelfEnsembleTeacher
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AuxiliaryHead",
+    "EMATeacher",
     "EarlyExitPredictions",
+    "MutualLearning",
     "SelfDistillModel",
+    "SelfEnsembleTeacher",
+    "callbacks",
     "losses",
     "__version__",
 ]

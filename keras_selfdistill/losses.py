@@ -13,6 +13,8 @@ Teacher-side inputs (teacher logits, teacher features) always pass through
 student's loss may move.
 """
 
+import math
+
 from keras import ops
 
 
@@ -363,11 +365,128 @@ def self_distillation_loss(
     }
 
 
+def peer_teacher_logits(peer_logits, index, temperature=1.0):
+    """Logits of the mean softened prediction of every peer but one.
+
+    Peer `i`'s teacher in mutual learning is the average of the other peers'
+    temperature-softened distributions,
+    `p_bar_i = 1/(K-1) * sum_{j != i} softmax(z_j / T)`. Log-probabilities
+    are valid logits, so the teacher logits returned are `T * log(p_bar_i)`:
+    `softmax(T * log(p_bar_i) / T) = p_bar_i`, which is what
+    `softened_kl_divergence` compares against. The log of the mean is
+    computed as a `logsumexp` of log-softmaxes, so it is finite for logits
+    of any magnitude. With two peers it is peer `j`'s own log-softmax (times
+    `T`), i.e. peer `j`'s logits up to a constant.
+
+    Args:
+        peer_logits: list of `K >= 2` tensors `(batch, num_classes)`.
+        index: int. The peer being taught; its own logits are left out.
+        temperature: float > 0 or scalar tensor/variable.
+
+    Returns:
+        A float32 tensor `(batch, num_classes)`.
+    """
+    temperature = ops.cast(temperature, "float32")
+    others = [
+        ops.log_softmax(ops.cast(logits, "float32") / temperature, axis=-1)
+        for position, logits in enumerate(peer_logits)
+        if position != index
+    ]
+    log_mean = ops.logsumexp(ops.stack(others), axis=0) - math.log(len(others))
+    return temperature * log_mean
+
+
+def mutual_learning_loss(
+    labels,
+    peer_logits,
+    alpha=0.5,
+    temperature=1.0,
+    sample_weight=None,
+    scale_by_temperature_squared: bool = True,
+):
+    """Deep mutual learning: every peer learns from the labels and the others.
+
+    With `K` peers, logits `z_1..z_K` and
+    `p_bar_i = 1/(K-1) * sum_{j != i} softmax(z_j / T)`:
+
+    `L_i = (1 - alpha) * CE(y, z_i)
+           + alpha * T^2 * KL(stop_gradient(p_bar_i) || softmax(z_i / T))`
+
+    `L = sum_i L_i`
+
+    each term averaged over the batch (`weighted_batch_mean`). The teachers
+    pass through `stop_gradient` (inside `softened_kl_divergence`), so
+    `L_i` moves peer `i` only: the gradient of `L` with respect to peer `j`'s
+    weights is the gradient of `L_j` alone.
+
+    Args:
+        labels: integer class ids or one-hot labels (see
+            `cross_entropy`).
+        peer_logits: list of `K >= 2` tensors `(batch, num_classes)`.
+        alpha: float in [0, 1] or scalar tensor. Weight of the peer term.
+            Defaults to `0.5`.
+        temperature: float > 0 or scalar tensor. Defaults to `1.0`.
+        sample_weight: optional tensor `(batch,)`.
+        scale_by_temperature_squared: bool. Defaults to `True`.
+
+    Returns:
+        A dict of float32 scalars: `"total"` (`L`), `"cross_entropy"` and
+        `"distillation"` (unweighted terms summed over peers), and
+        `"peer_totals"`, the list of each peer's `L_i`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> terms = mutual_learning_loss(
+    ...     labels=np.array([0]),
+    ...     peer_logits=[np.array([[1.0, 0.0]]), np.array([[1.0, 0.0]])],
+    ...     alpha=0.5,
+    ... )
+    >>> round(float(np.asarray(terms["total"])), 4)  # KL is 0: 2 * CE / 2
+    0.3133
+
+    References:
+        Zhang, Xiang, Hospedales, Lu. "Deep Mutual Learning", CVPR 2018,
+        equations (1)-(2) and (9)-(10) for K peers.
+        https://arxiv.org/abs/1706.00384
+    """
+    if len(peer_logits) < 2:
+        raise ValueError(
+            "Mutual learning needs at least 2 peers. "
+            f"Received: {len(peer_logits)} peer logits."
+        )
+    peer_totals, cross_entropies, distillations = [], [], []
+    for index, logits in enumerate(peer_logits):
+        terms = distillation_objective(
+            labels,
+            logits,
+            peer_teacher_logits(peer_logits, index, temperature),
+            alpha=alpha,
+            temperature=temperature,
+            scale_by_temperature_squared=scale_by_temperature_squared,
+        )
+        peer_totals.append(weighted_batch_mean(terms["total"], sample_weight))
+        cross_entropies.append(
+            weighted_batch_mean(terms["cross_entropy"], sample_weight)
+        )
+        distillations.append(
+            weighted_batch_mean(terms["distillation"], sample_weight)
+        )
+    return {
+        "total": sum(peer_totals[1:], peer_totals[0]),
+        "cross_entropy": sum(cross_entropies[1:], cross_entropies[0]),
+        "distillation": sum(distillations[1:], distillations[0]),
+        "peer_totals": peer_totals,
+    }
+
+
 __all__ = [
     "cross_entropy",
     "distillation_objective",
     "feature_distance",
     "labels_are_one_hot",
+    "mutual_learning_loss",
+    "peer_teacher_logits",
     "self_distillation_loss",
     "softened_kl_divergence",
     "weighted_batch_mean",

@@ -1,6 +1,15 @@
 """Training wrappers: every model here is a `keras.Model` you `fit`."""
 
+from keras_selfdistill.models.ema_teacher import EMATeacher
+from keras_selfdistill.models.mutual_learning import MutualLearning
 from keras_selfdistill.models.self_distill_model import EarlyExitPredictions
 from keras_selfdistill.models.self_distill_model import SelfDistillModel
+from keras_selfdistill.models.self_ensemble import SelfEnsembleTeacher
 
-__all__ = ["EarlyExitPredictions", "SelfDistillModel"]
+__all__ = [
+    "EMATeacher",
+    "EarlyExitPredictions",
+    "MutualLearning",
+    "SelfDistillModel",
+    "SelfEnsembleTeacher",
+]

@@ -10,6 +10,8 @@ import numpy as np
 from keras_selfdistill import losses
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.distillation_base import DistillationBase
+from keras_selfdistill.models.graph import outputs_probabilities
+from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.models.distillation_base import Hyperparameter
 from keras_selfdistill.models.distillation_base import hyperparameter_value
 from keras_selfdistill.validation import check_non_negative
@@ -39,27 +41,6 @@ class EarlyExitPredictions:
     logits: np.ndarray
     exit_heads: np.ndarray
     exit_fractions: list
-
-
-def _producing_layer(tensor):
-    # `_keras_history` is how every Keras 3 functional graph records which
-    # layer made a symbolic tensor; there is no public accessor for it.
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        raise ValueError(
-            "Every output must be a symbolic tensor made by a Keras layer "
-            f"(functional API). Received: {tensor!r}"
-        )
-    return history[0]
-
-
-def _outputs_probabilities(layer):
-    activation = getattr(layer, "activation", None)
-    if isinstance(layer, keras.layers.Softmax):
-        return True
-    return activation is keras.activations.softmax or getattr(
-        activation, "__name__", ""
-    ) == "softmax"
 
 
 def _layer_input_features(layer, name):
@@ -185,7 +166,7 @@ class SelfDistillModel(DistillationBase):
         self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
 
         outputs = list(outputs)
-        head_layers = [_producing_layer(output) for output in outputs]
+        head_layers = [producing_layer(output) for output in outputs]
         self._check_outputs(outputs, head_layers)
         self.num_classes = outputs[-1].shape[-1]
         self.head_names = [layer.name for layer in head_layers]
@@ -244,7 +225,7 @@ class SelfDistillModel(DistillationBase):
                     f"num_classes). Received: output of layer '{layer.name}' "
                     f"with shape {tuple(output.shape)}"
                 )
-            if _outputs_probabilities(layer):
+            if outputs_probabilities(layer):
                 raise ValueError(
                     f"The output of layer '{layer.name}' is softmax "
                     "probabilities, but self-distillation needs logits "
@@ -555,7 +536,7 @@ class SelfDistillModel(DistillationBase):
                 f"taps={list(taps)}; in backbone order they are "
                 f"{[layer_names[p] for p in sorted(set(positions))]}."
             )
-        deepest_layer = _producing_layer(backbone_output)
+        deepest_layer = producing_layer(backbone_output)
         deepest_features = deepest_layer.input
         deepest_width = deepest_features.shape[-1] if not isinstance(
             deepest_features, (list, tuple, dict)
@@ -640,3 +621,9 @@ def _auto_downsampling(tapped, deepest_map):
         tapped_size = (tapped_size + 1) // 2
         blocks += 1
     return max(blocks, 1)
+
+
+# TEMPORARY aliases while the Distiller lands; removed once every module
+# imports from keras_selfdistill.models.graph.
+_producing_layer = producing_layer
+_outputs_probabilities = outputs_probabilities

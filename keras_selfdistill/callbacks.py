@@ -1,0 +1,349 @@
+"""Schedules for distillation hyper-parameters, as Keras callbacks.
+
+Every model of this package holds its hyper-parameters (`alpha`,
+`temperature`, `feature_weight`, `momentum`, ...) in non-trainable
+variables, so assigning one between steps changes what the next compiled
+step computes, `jit_compile=True` included. `HyperparameterScheduler` does
+the assigning from a schedule, per epoch or per optimizer step, like
+`keras.callbacks.LearningRateScheduler` does for the learning rate;
+`LinearSchedule` and `CosineSchedule` are the usual shapes (a warm-up of
+`alpha`, DINO's momentum from 0.996 to 1), and `MomentumScheduler` is the
+DINO momentum schedule for `EMATeacher` in one line.
+"""
+
+import copy
+import math
+
+import keras
+
+from keras_selfdistill.models.distillation_base import Hyperparameter
+from keras_selfdistill.models.distillation_base import hyperparameter_value
+from keras_selfdistill.validation import check_integer
+from keras_selfdistill.validation import check_number
+from keras_selfdistill.validation import check_unit_interval
+
+_PERIODS = ("epoch", "step")
+
+
+def _check_finite(name, value):
+    check_number(name, value, -math.inf, math.inf, True, "finite")
+
+
+def _check_total_steps(total_steps):
+    check_integer("total_steps", total_steps, 1)
+
+
+def hyperparameter_names(model) -> list:
+    """The names of `model`'s schedulable hyper-parameters.
+
+    Args:
+        model: a model of this package (any object, in fact).
+
+    Returns:
+        A sorted list of the names of its `Hyperparameter` attributes, e.g.
+        `["alpha", "temperature"]`; empty for other models.
+    """
+    names = set()
+    for klass in type(model).__mro__:
+        for name, value in vars(klass).items():
+            if isinstance(value, Hyperparameter):
+                names.add(name)
+    return sorted(names)
+
+
+@keras.saving.register_keras_serializable(package="keras_selfdistill")
+class LinearSchedule:
+    """A straight line from `start` to `end`, then flat.
+
+    `value(i) = start + (end - start) * min(i, total_steps) / total_steps`
+
+    `i` counts epochs or steps, whichever the scheduler uses. Use it for a
+    warm-up of `alpha` (labels first, then more and more distillation).
+
+    Args:
+        start: float. Value at `i = 0`.
+        end: float. Value from `i = total_steps` on.
+        total_steps: int >= 1. Length of the ramp, in epochs or steps.
+
+    Example:
+
+    >>> schedule = LinearSchedule(start=0.0, end=0.5, total_steps=5)
+    >>> [schedule(i) for i in (0, 1, 5, 9)]
+    [0.0, 0.1, 0.5, 0.5]
+    """
+
+    def __init__(self, start, end, total_steps):
+        _check_finite("start", start)
+        _check_finite("end", end)
+        _check_total_steps(total_steps)
+        self.start = start
+        self.end = end
+        self.total_steps = total_steps
+
+    def __call__(self, step) -> float:
+        progress = min(max(int(step), 0), self.total_steps) / self.total_steps
+        return float(self.start + (self.end - self.start) * progress)
+
+    def get_config(self):
+        return {
+            "start": self.start,
+            "end": self.end,
+            "total_steps": self.total_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_selfdistill")
+class CosineSchedule:
+    """Half a cosine from `start` to `end`, then flat.
+
+    `value(i) = end + (start - end) * (1 + cos(pi * min(i, T) / T)) / 2`
+
+    with `T = total_steps`. From 0.996 to 1 over training, per step, it is
+    DINO's teacher momentum schedule (Caron et al., 2021, section 3.1).
+
+    Args:
+        start: float. Value at `i = 0`.
+        end: float. Value from `i = total_steps` on.
+        total_steps: int >= 1. Length of the curve, in epochs or steps.
+
+    Example:
+
+    >>> schedule = CosineSchedule(start=0.996, end=1.0, total_steps=100)
+    >>> [round(schedule(i), 4) for i in (0, 50, 100)]
+    [0.996, 0.998, 1.0]
+
+    References:
+        Caron et al. "Emerging Properties in Self-Supervised Vision
+        Transformers", ICCV 2021. https://arxiv.org/abs/2104.14294
+    """
+
+    def __init__(self, start, end, total_steps):
+        _check_finite("start", start)
+        _check_finite("end", end)
+        _check_total_steps(total_steps)
+        self.start = start
+        self.end = end
+        self.total_steps = total_steps
+
+    def __call__(self, step) -> float:
+        progress = min(max(int(step), 0), self.total_steps) / self.total_steps
+        cosine = (1.0 + math.cos(math.pi * progress)) / 2.0
+        return float(self.end + (self.start - self.end) * cosine)
+
+    def get_config(self):
+        return {
+            "start": self.start,
+            "end": self.end,
+            "total_steps": self.total_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_selfdistill")
+class HyperparameterScheduler(keras.callbacks.Callback):
+    """Sets a distillation hyper-parameter from a schedule during `fit`.
+
+    `model.<name> = schedule(i)` where `i` is the epoch index (0-based,
+    `per="epoch"`, set when each epoch begins) or the optimizer step
+    (`per="step"`: the number of optimizer steps taken so far,
+    `model.optimizer.iterations`, set when `fit` begins and after each
+    step, so step `i` runs with `schedule(i)` and the value left after
+    `fit` is the next step's). The
+    hyper-parameter is a non-trainable variable read by the compiled train
+    step, so the change reaches it under `jit_compile=True`; the value is
+    validated as in the model's constructor. It works for every model of
+    this package and every hyper-parameter it has (`alpha`, `temperature`,
+    `feature_weight`, `momentum`, ...; see `hyperparameter_names`). The
+    current value is logged as `logs[name]` at the end of each epoch (so it
+    is in the history; with `per="step"` it is the value the next step will
+    use).
+
+    Args:
+        name: str. The hyper-parameter, e.g. `"alpha"`.
+        schedule: callable `(i: int) -> float`, e.g. a `LinearSchedule`.
+        per: `"epoch"` or `"step"`. Defaults to `"epoch"`.
+        verbose: int. `1` prints each new value per epoch. Defaults to `0`.
+
+    Example:
+
+    ```python
+    # Labels only in epoch 0, then ramp the distillation weight up to 0.5.
+    warmup = HyperparameterScheduler(
+        "alpha", LinearSchedule(start=0.0, end=0.5, total_steps=5)
+    )
+    model.fit(x, y, epochs=20, callbacks=[warmup])
+    ```
+    """
+
+    def __init__(self, name, schedule, per="epoch", verbose=0):
+        super().__init__()
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                "`name` must be the name of a hyper-parameter, e.g. 'alpha'. "
+                f"Received: name={name!r}"
+            )
+        if not callable(schedule):
+            raise ValueError(
+                "`schedule` must be a callable (int) -> float, e.g. "
+                f"LinearSchedule(0.0, 0.5, 5). Received: schedule={schedule!r}"
+            )
+        if per not in _PERIODS:
+            raise ValueError(
+                f"`per` must be one of {list(_PERIODS)}. Received: per={per!r}"
+            )
+        self.name = name
+        self.schedule = schedule
+        self.per = per
+        self.verbose = verbose
+
+    def _check_model(self):
+        names = hyperparameter_names(self.model)
+        if self.name not in names:
+            raise ValueError(
+                f"{type(self.model).__name__} has no schedulable "
+                f"hyper-parameter '{self.name}'. Its hyper-parameters are "
+                f"{names}. Received: name={self.name!r}"
+            )
+
+    def _optimizer_step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _assign(self, index):
+        value = self.schedule(index)
+        if not isinstance(value, (int, float)):
+            value = float(keras.ops.convert_to_numpy(value))
+        try:
+            setattr(self.model, self.name, float(value))
+        except ValueError as error:
+            raise ValueError(
+                f"The schedule for '{self.name}' gave {value!r} at "
+                f"{self.per} {index}, which is out of range: {error}"
+            ) from error
+        return value
+
+    def on_train_begin(self, logs=None):
+        self._check_model()
+        if self.per == "step":
+            self._assign(self._optimizer_step())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.per != "epoch":
+            return
+        value = self._assign(epoch)
+        if self.verbose:
+            print(
+                f"\nEpoch {epoch + 1}: HyperparameterScheduler setting "
+                f"{self.name} to {value}."
+            )
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Set right after step t (not before step t + 1), so that whatever
+        # reads the value next (the next step, a validation pass, the
+        # `EMATeacher` update when `fit` returns) sees schedule(t).
+        if self.per == "step":
+            self._assign(self._optimizer_step())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs[self.name] = hyperparameter_value(getattr(self.model, self.name))
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "per": self.per,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        # Deserializing consumes nested configs: work on a copy.
+        config = copy.deepcopy(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(
+            config["schedule"]
+        )
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_selfdistill")
+class MomentumScheduler(HyperparameterScheduler):
+    """DINO's cosine schedule of an `EMATeacher`'s momentum, per step.
+
+    `momentum_t = end + (start - end) * (1 + cos(pi * t / T)) / 2`, `t` the
+    optimizer step and `T = total_steps`, so the teacher follows the
+    student closely at first and freezes as training ends. The value for
+    step `t` is what `EMATeacher` averages the student's weights after step
+    `t` with (see its docstring).
+
+    Args:
+        start: float in [0, 1]. Momentum at step 0. Defaults to `0.996`.
+        end: float in [0, 1]. Momentum at step `total_steps`. Defaults to
+            `1.0`.
+        total_steps: int >= 1 or `None`. `None` uses the length of the
+            `fit` call it is given to (epochs x steps per epoch). Defaults to
+            `None`.
+
+    Example:
+
+    ```python
+    model = EMATeacher(student)
+    model.fit(x, y, epochs=100, callbacks=[MomentumScheduler()])
+    ```
+
+    References:
+        Caron et al. "Emerging Properties in Self-Supervised Vision
+        Transformers", ICCV 2021, section 3.1.
+        https://arxiv.org/abs/2104.14294
+    """
+
+    def __init__(self, start=0.996, end=1.0, total_steps=None):
+        check_unit_interval("start", start)
+        check_unit_interval("end", end)
+        if total_steps is not None:
+            _check_total_steps(total_steps)
+        self.start = start
+        self.end = end
+        self.total_steps = total_steps
+        schedule = (
+            CosineSchedule(start, end, total_steps) if total_steps else None
+        )
+        super().__init__("momentum", schedule or self._unset, per="step")
+
+    @staticmethod
+    def _unset(step):
+        raise RuntimeError("MomentumScheduler: the schedule is set in fit.")
+
+    def on_train_begin(self, logs=None):
+        total_steps = self.total_steps
+        if total_steps is None:
+            epochs = (self.params or {}).get("epochs")
+            steps = (self.params or {}).get("steps")
+            if not epochs or not steps:
+                raise ValueError(
+                    "MomentumScheduler(total_steps=None) takes the length of "
+                    "training from fit, but fit does not know the number of "
+                    "steps per epoch here (a dataset of unknown length). "
+                    f"Pass total_steps=... . Received: epochs={epochs}, "
+                    f"steps per epoch={steps}"
+                )
+            total_steps = epochs * steps
+        self.schedule = CosineSchedule(self.start, self.end, total_steps)
+        super().on_train_begin(logs)
+
+    def get_config(self):
+        return {
+            "start": self.start,
+            "end": self.end,
+            "total_steps": self.total_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

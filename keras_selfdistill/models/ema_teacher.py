@@ -1,0 +1,433 @@
+"""`EMATeacher`: a student distilled from a moving average of its own weights.
+
+Also home of `TemporalTeacherBase`, what `EMATeacher` and
+`SelfEnsembleTeacher` share: a teacher made from the student's own weights
+over time, refreshed inside the compiled train step.
+"""
+
+import copy
+
+import keras
+from keras import ops
+
+from keras_selfdistill import losses
+from keras_selfdistill.models.distillation_base import DistillationBase
+from keras_selfdistill.models.distillation_base import Hyperparameter
+from keras_selfdistill.models.distillation_base import hyperparameter_value
+from keras_selfdistill.models.graph import outputs_probabilities as _outputs_probabilities
+from keras_selfdistill.models.graph import producing_layer as _producing_layer
+from keras_selfdistill.validation import check_positive
+from keras_selfdistill.validation import check_unit_interval
+
+
+def _check_student(student):
+    if not isinstance(student, keras.Model):
+        raise ValueError(
+            "`student` must be a keras.Model mapping inputs to logits "
+            f"(batch, num_classes). Received: student of type "
+            f"{type(student).__name__}"
+        )
+    if not student.built or not student.weights:
+        raise ValueError(
+            "`student` must be built (have its weights) so its teacher can "
+            "copy them: build it with a keras.Input (functional/Sequential) "
+            f"or call it once. Received: unbuilt student '{student.name}'."
+        )
+    try:
+        outputs = student.outputs
+    except (AttributeError, ValueError):
+        return  # Subclassed: shapes are checked when the loss runs.
+    if not outputs:
+        return
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        raise ValueError(
+            "`student` must have one output of logits (batch, num_classes). "
+            f"Received: output shape(s) {[tuple(o.shape) for o in outputs]}"
+        )
+    if _outputs_probabilities(_producing_layer(outputs[0])):
+        raise ValueError(
+            f"Student '{student.name}' outputs softmax probabilities, but "
+            "distillation needs logits (the temperature divides logits). "
+            "Build its classifier without the softmax, e.g. Dense(num_classes)."
+        )
+
+
+def clone_student(student, name):
+    """A copy of `student` with its own variables holding the same values.
+
+    Args:
+        student: a built `keras.Model` that `keras.models.clone_model` can
+            clone (functional, Sequential, or subclassed with `get_config`).
+        name: str. Name of the copy.
+
+    Returns:
+        A non-trainable `keras.Model` whose `weights` pair one-to-one, in
+        order, with `student.weights`.
+    """
+    clone = keras.models.clone_model(student)
+    clone.name = name
+    if not clone.built:
+        # A subclassed model rebuilt from its config: build it like the
+        # student was built.
+        build_config = student.get_build_config() or {}
+        if "input_shape" not in build_config:
+            raise ValueError(
+                f"Could not build a copy of student '{student.name}': it "
+                "was built without a recorded input shape. Call it once on "
+                "a batch, e.g. student(x[:1]), before wrapping it."
+            )
+        clone.build(build_config["input_shape"])
+    pairs = list(zip(clone.weights, student.weights))
+    if len(clone.weights) != len(student.weights) or any(
+        tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype for a, b in pairs
+    ):
+        raise ValueError(
+            f"Could not copy student '{student.name}': its clone's weights do "
+            "not match its own one-to-one. The student must be rebuildable "
+            "from its config (keras.models.clone_model)."
+        )
+    for copy_variable, variable in pairs:
+        copy_variable.assign(variable)
+    clone.trainable = False
+    return clone
+
+
+def averaged_variables(variables):
+    """The student variables a weight-averaging teacher averages.
+
+    Every floating-point weight, trainable or not: kernels and biases, and
+    also `BatchNormalization` moving means and variances (as timm's
+    `ModelEmaV2` does), so the teacher's normalisation statistics belong to
+    its averaged weights. Integer state (seed generators, counters) is not a
+    weight and is not averaged.
+
+    Args:
+        variables: list of `keras.Variable`s (a model's `weights`).
+
+    Returns:
+        The indices of the float variables.
+    """
+    return [
+        index
+        for index, variable in enumerate(variables)
+        if "float" in str(variable.dtype)
+    ]
+
+
+class TemporalTeacherBase(DistillationBase):
+    """Base class: a student taught by its own weights over time.
+
+    Subclasses hold the teacher state in non-trainable variables, implement
+    `fold_student_weights(pending)` (take the student's current weights into
+    the teacher state when `pending` is 1, change nothing when it is 0),
+    `teacher_logits(inputs)` and `teacher_model()`, and call
+    `super().__init__` first.
+
+    **When the teacher is updated.** The update belongs after each
+    optimizer step, but the optimizer step is the last thing a Keras train
+    step does and cannot be hooked portably (on JAX the step is a pure
+    function). So the update is deferred to the next moment the student's
+    new weights are read: the start of the next `fit`/`evaluate` step's
+    forward pass, before the teacher's prediction. A non-trainable flag
+    (`teacher_update_pending`) says whether an optimizer step has happened
+    since the last update; it is set by each training forward pass and
+    cleared by each update, so every student state is taken exactly once,
+    whatever runs next (a train step, a validation step, or the explicit
+    `update_teacher()` that `fit` and `train_on_batch` call when they
+    return). The targets every step sees, and the state after `fit`, are
+    those of an update after every optimizer step; the flag is saved with the
+    weights, so an interrupted or reloaded run stays exact.
+
+    Args:
+        student: a built `keras.Model` from inputs to logits
+            `(batch, num_classes)`.
+        alpha: float in [0, 1]. Weight of the teacher term. Defaults to
+            `0.5`.
+        temperature: float > 0. Defaults to `1.0`.
+        scale_by_temperature_squared: bool. Defaults to `True`.
+        **kwargs: base model arguments (`name`, `trainable`, `dtype`).
+    """
+
+    alpha = Hyperparameter(check_unit_interval)
+    temperature = Hyperparameter(check_positive)
+
+    def __init__(
+        self,
+        student,
+        alpha=0.5,
+        temperature=1.0,
+        scale_by_temperature_squared=True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_student(student)
+        self.alpha = alpha
+        self.temperature = temperature
+        self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+        self.student = student
+        self.teacher_update_pending = self.add_weight(
+            name="teacher_update_pending",
+            shape=(),
+            dtype="float32",
+            initializer="zeros",
+            trainable=False,
+            autocast=False,
+        )
+        self._set_untracked(
+            "_averaged_indices", averaged_variables(student.weights)
+        )
+
+    def student_variables_to_average(self):
+        """The student variables the teacher follows (see
+        `averaged_variables`)."""
+        weights = self.student.weights
+        return [weights[index] for index in self._averaged_indices]
+
+    def matching_variables(self, model):
+        """`model`'s variables paired with `student_variables_to_average`."""
+        weights = model.weights
+        return [weights[index] for index in self._averaged_indices]
+
+    # -- what the subclass provides ------------------------------------ #
+
+    def fold_student_weights(self, pending):
+        """Takes the student's weights into the teacher when `pending` is 1."""
+        raise NotImplementedError
+
+    def teacher_logits(self, inputs):
+        """The teacher's logits `(batch, num_classes)` for `inputs`."""
+        raise NotImplementedError
+
+    def teacher_model(self):
+        """The teacher as a plain `keras.Model` (shares the teacher state)."""
+        raise NotImplementedError
+
+    # -- the update ------------------------------------------------------ #
+
+    def update_teacher(self):
+        """Takes the student's latest weights into the teacher now, if an
+        optimizer step happened since the last update; else does nothing.
+
+        `fit` and `train_on_batch` call it when they return, so you only
+        need it after stepping the optimizer some other way.
+        """
+        self.fold_student_weights(ops.convert_to_tensor(self.teacher_update_pending))
+        self.teacher_update_pending.assign(0.0)
+
+    def fit(self, *args, **kwargs):
+        history = super().fit(*args, **kwargs)
+        self.update_teacher()
+        return history
+
+    def train_on_batch(self, *args, **kwargs):
+        logs = super().train_on_batch(*args, **kwargs)
+        self.update_teacher()
+        return logs
+
+    # -- forward pass ---------------------------------------------------- #
+
+    def training_outputs(self, inputs, training=None):
+        # Order matters (and is kept inside a compiled step: each backend
+        # orders reads and writes of the same variable as written): take the
+        # weights left by the last optimizer step, then predict.
+        self.fold_student_weights(ops.convert_to_tensor(self.teacher_update_pending))
+        self.teacher_update_pending.assign(1.0 if training else 0.0)
+        student_logits = self.student(inputs, training=training)
+        return {"logits": [student_logits, self.teacher_logits(inputs)]}
+
+    def inference_outputs(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    # -- training -------------------------------------------------------- #
+
+    @property
+    def metric_head_names(self):
+        return ["student", "teacher"]
+
+    @property
+    def served_head_name(self):
+        return "student"
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        self.check_training_batch(y, y_pred)
+        student_logits, teacher_logits = y_pred["logits"]
+        terms = losses.distillation_objective(
+            y,
+            student_logits,
+            teacher_logits,
+            alpha=self.alpha,
+            temperature=self.temperature,
+            scale_by_temperature_squared=self.scale_by_temperature_squared,
+        )
+        terms = {
+            key: losses.weighted_batch_mean(value, sample_weight)
+            for key, value in terms.items()
+        }
+        self.update_loss_trackers(terms, ops.shape(student_logits)[0])
+        return self.add_extra_losses(terms["total"])
+
+    # -- serialization --------------------------------------------------- #
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            "student": keras.saving.serialize_keras_object(self.student),
+            "alpha": hyperparameter_value(self.alpha),
+            "temperature": hyperparameter_value(self.temperature),
+            "scale_by_temperature_squared": self.scale_by_temperature_squared,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        # Deserializing consumes nested configs: work on a copy.
+        config = copy.deepcopy(config)
+        student = keras.saving.deserialize_keras_object(config.pop("student"))
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.saving.deserialize_keras_object(
+                config["dtype"]
+            )
+        return cls(student, **config)
+
+
+@keras.saving.register_keras_serializable(package="keras_selfdistill")
+class EMATeacher(TemporalTeacherBase):
+    """A student distilled from an exponential moving average of itself.
+
+    The momentum (mean) teacher of Tarvainen & Valpola (2017) and DINO
+    (Caron et al., 2021) for supervised training in plain `model.fit`: a
+    copy of the student whose weights `xi` follow the student's weights
+    `theta` with momentum `m`, and whose predictions the student learns
+    alongside the labels:
+
+    `xi_0 = theta_0`,  `xi_t = m_t * xi_{t-1} + (1 - m_t) * theta_t`
+
+    `L = (1 - alpha) * CE(y, s) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T))`
+
+    where `theta_t` is the student after `t` optimizer steps, `s` the
+    student's logits and `t` the teacher's (a `stop_gradient` target,
+    computed with `training=False`). Step `t + 1` learns from `xi_t`; after
+    `fit` returns, `model.teacher` holds `xi_N`. `m_t` is the value of
+    `model.momentum` when `theta_t` is taken in (at the start of the next
+    step or validation pass, or when `fit` returns); `MomentumScheduler`
+    sets it to `schedule(t)` right after step `t`. Every floating-point
+    weight is averaged, including `BatchNormalization` moving statistics
+    (see `averaged_variables`).
+
+    All state (teacher weights, `momentum`, `alpha`, `temperature`, the
+    update flag) lives in Keras variables, updated inside the train step,
+    so it is exact under `jit_compile=True` and saved with the model. See
+    `TemporalTeacherBase` for exactly when the update runs.
+
+    `predict` returns the student's logits; `model.teacher` is the teacher
+    as a plain `keras.Model`. `compile(metrics=["accuracy"])` reports the
+    student's `accuracy` and the teacher's `teacher_accuracy`; the history
+    also has `cross_entropy_loss` and `distillation_loss`.
+
+    Args:
+        student: a built `keras.Model` (functional, Sequential, or
+            subclassed with `get_config`) mapping inputs to logits
+            `(batch, num_classes)`. It is trained in place.
+        momentum: float in [0, 1]. `m` above: `1` freezes the teacher at the
+            student's initial weights, `0` copies the student after every
+            step. Held in a non-trainable variable: `model.momentum = 0.999`
+            between steps reaches a compiled step. Defaults to `0.996`
+            (DINO's starting value).
+        alpha: float in [0, 1]. Weight of the teacher term. Defaults to
+            `0.5`.
+        temperature: float > 0. Defaults to `1.0`.
+        scale_by_temperature_squared: bool. Multiply the teacher term by
+            `T^2` (Hinton et al., 2015). Defaults to `True`.
+        **kwargs: base model arguments (`name`, `trainable`, `dtype`).
+
+    Example:
+
+    ```python
+    student = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(10),
+    ])
+    model = EMATeacher(student, momentum=0.99, alpha=0.5)
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    model.fit(x_train, y_train, epochs=5,
+              callbacks=[MomentumScheduler(start=0.99, end=1.0)])
+    model.teacher.evaluate(...)  # a plain keras.Model
+    ```
+
+    References:
+        Tarvainen, Valpola. "Mean teachers are better role models", NeurIPS
+        2017, equation (1). https://arxiv.org/abs/1703.01780
+
+        Caron et al. "Emerging Properties in Self-Supervised Vision
+        Transformers" (DINO), ICCV 2021, section 3.1 (momentum teacher,
+        cosine schedule from 0.996 to 1). https://arxiv.org/abs/2104.14294
+    """
+
+    momentum = Hyperparameter(check_unit_interval)
+
+    def __init__(
+        self,
+        student,
+        momentum=0.996,
+        alpha=0.5,
+        temperature=1.0,
+        scale_by_temperature_squared=True,
+        **kwargs,
+    ):
+        super().__init__(
+            student,
+            alpha=alpha,
+            temperature=temperature,
+            scale_by_temperature_squared=scale_by_temperature_squared,
+            **kwargs,
+        )
+        self.momentum = momentum
+        self.teacher = clone_student(student, name=f"{student.name}_ema_teacher")
+        self._set_untracked(
+            "_weight_pairs",
+            list(
+                zip(
+                    self.matching_variables(self.teacher),
+                    self.student_variables_to_average(),
+                )
+            ),
+        )
+        self.built = True
+
+    def fold_student_weights(self, pending):
+        # keep = m when pending, 1 otherwise: one branch-free update that
+        # leaves the teacher bit-for-bit unchanged when nothing is pending.
+        momentum = ops.convert_to_tensor(self.momentum)
+        keep = 1.0 - pending * (1.0 - momentum)
+        for teacher_variable, student_variable in self._weight_pairs:
+            teacher_value = ops.cast(teacher_variable, "float32")
+            student_value = ops.cast(student_variable, "float32")
+            teacher_variable.assign(
+                ops.cast(
+                    keep * teacher_value + (1.0 - keep) * student_value,
+                    teacher_variable.dtype,
+                )
+            )
+
+    def teacher_logits(self, inputs):
+        return self.teacher(inputs, training=False)
+
+    def teacher_model(self):
+        """The EMA teacher, `model.teacher`: a plain `keras.Model`."""
+        return self.teacher
+
+    def reset_teacher(self):
+        """Sets the teacher to the student's current weights (`xi = theta`)."""
+        for teacher_variable, student_variable in self._weight_pairs:
+            teacher_variable.assign(student_variable)
+        self.teacher_update_pending.assign(0.0)
+
+    def get_config(self):
+        config = super().get_config()
+        config["momentum"] = hyperparameter_value(self.momentum)
+        return config
