@@ -7,6 +7,8 @@ so `keras.saving.load_model(path)` needs no `custom_objects`.
 from keras_selfdistill import callbacks
 from keras_selfdistill import losses
 from keras_selfdistill.layers import AuxiliaryHead
+from keras_selfdistill.models import BornAgain
+from keras_selfdistill.models import Distiller
 from keras_selfdistill.models import EarlyExitPredictions
 from keras_selfdistill.models import EMATeacher
 from keras_selfdistill.models import MutualLearning
@@ -17,6 +19,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuxiliaryHead",
+    "BornAgain",
+    "Distiller",
     "EMATeacher",
     "EarlyExitPredictions",
     "MutualLearning",

@@ -161,16 +161,21 @@ def softened_kl_divergence(
     return kl
 
 
-def feature_distance(student_features, teacher_features):
+def feature_distance(student_features, teacher_features, reduction="sum"):
     """Per-sample squared L2 distance between feature vectors.
 
-    `||F_student - F_teacher||^2`, summed over every non-batch axis. The
+    `||F_student - F_teacher||^2`, summed (or averaged) over every non-batch
+    axis. The
     teacher features pass through `stop_gradient` (the "hint" of FitNets and
     the feature term of Be Your Own Teacher).
 
     Args:
         student_features: tensor of shape `(batch, ...)`.
         teacher_features: tensor of the same shape; receives no gradient.
+        reduction: `"sum"` (the squared norm, as Be Your Own Teacher writes
+            it) or `"mean"` (divided by the number of feature elements, so a
+            weight means the same for a vector and a feature map, as FitNets
+            hints are usually weighted). Defaults to `"sum"`.
 
     Returns:
         A float32 tensor of shape `(batch,)`.
@@ -186,6 +191,11 @@ def feature_distance(student_features, teacher_features):
         Romero et al. "FitNets: Hints for Thin Deep Nets", ICLR 2015.
         https://arxiv.org/abs/1412.6550
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(
+            "`reduction` must be 'sum' or 'mean'. "
+            f"Received: reduction={reduction!r}"
+        )
     student_features = _as_float32(student_features)
     teacher_features = ops.stop_gradient(_as_float32(teacher_features))
     if tuple(student_features.shape[1:]) != tuple(teacher_features.shape[1:]):
@@ -197,6 +207,8 @@ def feature_distance(student_features, teacher_features):
         )
     squared = ops.square(student_features - teacher_features)
     squared = ops.reshape(squared, (ops.shape(squared)[0], -1))
+    if reduction == "mean":
+        return ops.mean(squared, axis=-1)
     return ops.sum(squared, axis=-1)
 
 

@@ -244,3 +244,12 @@ def test_self_distillation_loss_is_finite_for_huge_logits(batch):
 def test_self_distillation_loss_needs_two_heads(batch):
     with pytest.raises(ValueError, match="at least 2 heads.*1 head"):
         losses.self_distillation_loss(batch["labels"], batch["logits"][:1])
+
+
+def test_feature_distance_mean_reduction_divides_by_the_feature_size(batch):
+    student, teacher = batch["features"][0], batch["features"][2]
+    total = as_numpy(losses.feature_distance(student, teacher))
+    mean = as_numpy(losses.feature_distance(student, teacher, reduction="mean"))
+    np.testing.assert_allclose(mean, total / 4, rtol=1e-6)
+    with pytest.raises(ValueError, match="reduction='max'"):
+        losses.feature_distance(student, teacher, reduction="max")

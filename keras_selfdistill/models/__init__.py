@@ -1,5 +1,7 @@
 """Training wrappers: every model here is a `keras.Model` you `fit`."""
 
+from keras_selfdistill.models.born_again import BornAgain
+from keras_selfdistill.models.distiller import Distiller
 from keras_selfdistill.models.ema_teacher import EMATeacher
 from keras_selfdistill.models.mutual_learning import MutualLearning
 from keras_selfdistill.models.self_distill_model import EarlyExitPredictions
@@ -7,6 +9,8 @@ from keras_selfdistill.models.self_distill_model import SelfDistillModel
 from keras_selfdistill.models.self_ensemble import SelfEnsembleTeacher
 
 __all__ = [
+    "BornAgain",
+    "Distiller",
     "EMATeacher",
     "EarlyExitPredictions",
     "MutualLearning",

@@ -14,8 +14,8 @@ from keras_selfdistill import losses
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.distillation_base import Hyperparameter
 from keras_selfdistill.models.distillation_base import hyperparameter_value
-from keras_selfdistill.models.graph import outputs_probabilities as _outputs_probabilities
-from keras_selfdistill.models.graph import producing_layer as _producing_layer
+from keras_selfdistill.models.graph import outputs_probabilities
+from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
 
@@ -44,7 +44,7 @@ def _check_student(student):
             "`student` must have one output of logits (batch, num_classes). "
             f"Received: output shape(s) {[tuple(o.shape) for o in outputs]}"
         )
-    if _outputs_probabilities(_producing_layer(outputs[0])):
+    if outputs_probabilities(producing_layer(outputs[0])):
         raise ValueError(
             f"Student '{student.name}' outputs softmax probabilities, but "
             "distillation needs logits (the temperature divides logits). "

@@ -9,8 +9,8 @@ from keras_selfdistill import losses
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.distillation_base import Hyperparameter
 from keras_selfdistill.models.distillation_base import hyperparameter_value
-from keras_selfdistill.models.graph import outputs_probabilities as _outputs_probabilities
-from keras_selfdistill.models.graph import producing_layer as _producing_layer
+from keras_selfdistill.models.graph import outputs_probabilities
+from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
 
@@ -73,7 +73,7 @@ def _peer_signature(peer, index):
             f"Received: peers[{index}] '{peer.name}' with output shape(s) "
             f"{shapes}"
         )
-    if _outputs_probabilities(_producing_layer(outputs[0])):
+    if outputs_probabilities(producing_layer(outputs[0])):
         raise ValueError(
             f"Peer '{peer.name}' outputs softmax probabilities, but mutual "
             "learning needs logits (the temperature divides logits). Build "

@@ -622,8 +622,3 @@ def _auto_downsampling(tapped, deepest_map):
         blocks += 1
     return max(blocks, 1)
 
-
-# TEMPORARY aliases while the Distiller lands; removed once every module
-# imports from keras_selfdistill.models.graph.
-_producing_layer = producing_layer
-_outputs_probabilities = outputs_probabilities

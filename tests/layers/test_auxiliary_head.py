@@ -85,6 +85,7 @@ def test_saved_inside_a_model_predicts_the_same(tmp_path):
         ({"num_classes": 3, "width": -4}, "width=-4"),
         ({"num_classes": 3, "num_downsampling": -1}, "num_downsampling=-1"),
         ({"num_classes": 3, "kernel_size": 0}, "kernel_size=0"),
+        ({"num_classes": 3, "batch_norm_momentum": 1.0}, "batch_norm_momentum=1.0"),
     ],
 )
 def test_bad_arguments_are_named_in_the_error(kwargs, message):
