@@ -98,7 +98,8 @@ def test_alpha_switch_mid_fit_reaches_jit_step_of_self_distill_model(digits):
         keras.layers.GlobalAveragePooling2D()(hidden)
     )
     model = SelfDistillModel(
-        inputs, [shallow, deep], alpha=0.0, temperature=2.0, feature_weight=0.0
+        inputs, [shallow, deep], alpha=0.0, temperature=2.0, feature_weight=0.0,
+        scale_by_temperature_squared=True,
     )
     frozen_compile(model)
 

@@ -11,9 +11,11 @@ from keras_selfdistill import losses
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.graph import outputs_probabilities
+from keras_selfdistill.models.graph import ancestor_tensors
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.models.distillation_base import Hyperparameter
 from keras_selfdistill.models.distillation_base import hyperparameter_value
+from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
@@ -74,7 +76,7 @@ class SelfDistillModel(DistillationBase):
     ordered shallow to deep, logits `z_i` and pooled features `F_i`:
 
     `L = CE(y, z_C) + sum_{i<C} [ (1 - alpha) * CE(y, z_i)
-         + alpha * T^2 * KL(softmax(z_C/T) || softmax(z_i/T))
+         + alpha * [T^2] * KL(softmax(z_C/T) || softmax(z_i/T))
          + feature_weight * ||P_i(F_i) - F_C||^2 ]`
 
     where `P_i` is a learned linear projection to the deepest head's feature
@@ -112,9 +114,13 @@ class SelfDistillModel(DistillationBase):
         feature_weight: float >= 0. Weight (lambda) of the feature term.
             Defaults to `0.03` (the paper's).
         scale_by_temperature_squared: bool. Multiply the distillation term by
-            `T^2` (Hinton et al., 2015) so its gradient keeps the scale of the
-            cross-entropy's at any temperature; `False` gives the bare KL of
-            the paper's equation. Defaults to `True`.
+            `T^2` (Hinton et al., 2015), which keeps its gradient on the
+            cross-entropy's scale at any temperature. Defaults to `False`:
+            the paper's equation and its official code have no `T^2`, and
+            with it at `T=3, alpha=0.3` the teacher term's gradient is 9x
+            the paper's, which cost the served classifier up to 5 points on
+            some seeds in our tests (`tests/models/test_default_stability.py`,
+            `docs/self_distillation.md`). `Distiller` (Hinton's KD) keeps it on.
         **kwargs: base model arguments (`name`, `trainable`, `dtype`).
 
     Example:
@@ -149,7 +155,7 @@ class SelfDistillModel(DistillationBase):
         alpha=0.3,
         temperature=3.0,
         feature_weight=0.03,
-        scale_by_temperature_squared=True,
+        scale_by_temperature_squared=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -455,7 +461,7 @@ class SelfDistillModel(DistillationBase):
         alpha=0.3,
         temperature=3.0,
         feature_weight=0.03,
-        scale_by_temperature_squared=True,
+        scale_by_temperature_squared=False,
         **kwargs,
     ):
         """Attaches an `AuxiliaryHead` to named layers of a functional model.
@@ -485,9 +491,9 @@ class SelfDistillModel(DistillationBase):
         if not isinstance(backbone, keras.Model):
             raise ValueError(
                 "from_backbone needs a functional keras.Model (or a Sequential "
-                "built with an Input) so heads can be attached to its layers. "
-                f"Received: {type(backbone).__name__}. For a subclassed model, "
-                "build the heads yourself with the functional API."
+                "built with a keras.Input) so heads can be attached to its "
+                f"layers. Received: backbone={backbone!r} of type "
+                f"{type(backbone).__name__}"
             )
         backbone_inputs = getattr(backbone, "inputs", None)
         backbone_outputs = getattr(backbone, "outputs", None)
@@ -515,19 +521,28 @@ class SelfDistillModel(DistillationBase):
                 "`taps` must be a non-empty list of layer names, shallow to "
                 f"deep. Received: taps={taps!r}"
             )
+        if head_width is not None:
+            check_integer("head_width", head_width, 1)
+        if head_downsampling != "auto" and (
+            isinstance(head_downsampling, bool)
+            or not isinstance(head_downsampling, int)
+            or head_downsampling < 0
+        ):
+            raise ValueError(
+                "`head_downsampling` must be 'auto' or an integer >= 0. "
+                f"Received: head_downsampling={head_downsampling!r}"
+            )
         layer_names = [layer.name for layer in backbone.layers]
         positions = []
         for tap in taps:
-            if tap not in layer_names:
-                close = difflib.get_close_matches(str(tap), layer_names, n=5)
-                hint = (
-                    f" Close matches: {close}." if close else
-                    f" Its layers are: {layer_names[:40]}"
-                    + (" ..." if len(layer_names) > 40 else ".")
-                )
+            if not isinstance(tap, str):
                 raise ValueError(
-                    f"Layer '{tap}' is not in model '{backbone.name}'.{hint}"
+                    "`taps` must be a list of layer names (str), shallow to "
+                    f"deep. Received: taps={list(taps)!r}, with {tap!r} of "
+                    f"type {type(tap).__name__}"
                 )
+            if tap not in layer_names:
+                raise ValueError(_unknown_tap_message(backbone, tap, taps))
             positions.append(layer_names.index(tap))
         if positions != sorted(positions) or len(set(positions)) != len(positions):
             raise ValueError(
@@ -544,13 +559,11 @@ class SelfDistillModel(DistillationBase):
         deepest_map = _last_feature_map(backbone)
         num_classes = backbone_output.shape[-1]
         heads = []
+        ancestors = ancestor_tensors(backbone_output)
         for index, tap in enumerate(taps):
-            tapped = backbone.get_layer(tap).output
-            if isinstance(tapped, (list, tuple, dict)):
-                raise ValueError(
-                    f"Layer '{tap}' has several outputs; tap a layer with one "
-                    "output tensor."
-                )
+            tapped = _tapped_tensor(
+                backbone, tap, taps, ancestors, deepest_layer
+            )
             downsampling = head_downsampling
             if downsampling == "auto":
                 downsampling = _auto_downsampling(tapped, deepest_map)
@@ -593,6 +606,69 @@ class SelfDistillModel(DistillationBase):
                 config["dtype"]
             )
         return cls(graph.input, list(graph.outputs), **config)
+
+
+def _unknown_tap_message(backbone, tap, taps):
+    """Why `tap` is not a layer of `backbone`, with what would work."""
+    layer_names = [layer.name for layer in backbone.layers]
+    received = f" Received: taps={list(taps)!r}"
+    for layer in backbone.layers:
+        if isinstance(layer, keras.Model) and tap in [
+            inner.name for inner in getattr(layer, "layers", [])
+        ]:
+            return (
+                f"Layer '{tap}' is inside the nested model '{layer.name}' "
+                f"of '{backbone.name}'; taps must be layers of the backbone "
+                f"itself. Pass '{layer.name}' as the backbone (with a "
+                "classifier), or build the backbone without nesting."
+                + received
+            )
+    close = difflib.get_close_matches(tap, layer_names, n=5)
+    hint = (
+        f" Close matches: {close}."
+        if close
+        else f" Its layers are: {layer_names[:40]}"
+        + (" ..." if len(layer_names) > 40 else ".")
+    )
+    return f"Layer '{tap}' is not in model '{backbone.name}'.{hint}" + received
+
+
+def _tapped_tensor(backbone, tap, taps, ancestors, deepest_layer):
+    """The one tensor `tap` makes on the way to the backbone's output."""
+    layer = backbone.get_layer(tap)
+    received = f" Received: taps={list(taps)!r}"
+    if isinstance(layer.output, (list, tuple, dict)):
+        shapes = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
+        raise ValueError(
+            f"Layer '{tap}' has {len(shapes)} outputs (shapes {shapes}), but a "
+            "head needs one tensor. Tap a layer with one output, e.g. the "
+            "layer that consumes the output you want." + received
+        )
+    if layer is deepest_layer:
+        raise ValueError(
+            f"Layer '{tap}' makes the backbone's output (the deepest "
+            "classifier, which teaches the heads); taps must be layers "
+            "before it, on the path from the inputs to the output." + received
+        )
+    # Only calls on the path to the output count: a layer first called in
+    # another graph (`layer.output` is that call) is tapped where this
+    # backbone calls it.
+    calls = [t for t in ancestors if producing_layer(t) is layer]
+    if not calls:
+        raise ValueError(
+            f"Layer '{tap}' does not feed the output of '{backbone.name}', so "
+            "a head there would not be part of the network being trained. "
+            "Taps must be layers on the path from the inputs to the output."
+            + received
+        )
+    if len(calls) > 1:
+        raise ValueError(
+            f"Layer '{tap}' is called {len(calls)} times in "
+            f"'{backbone.name}' (shared weights), so which call to tap is "
+            "ambiguous. Tap a layer that is called once, e.g. one that "
+            "follows the call you want." + received
+        )
+    return calls[0]
 
 
 def _last_feature_map(backbone):
