@@ -6,6 +6,7 @@ so `keras.saving.load_model(path)` needs no `custom_objects`.
 
 from keras_selfdistill import callbacks
 from keras_selfdistill import losses
+from keras_selfdistill import plots
 from keras_selfdistill.layers import AuxiliaryHead
 from keras_selfdistill.models import BornAgain
 from keras_selfdistill.models import Distiller
@@ -28,5 +29,6 @@ __all__ = [
     "SelfEnsembleTeacher",
     "callbacks",
     "losses",
+    "plots",
     "__version__",
 ]

@@ -17,6 +17,9 @@ import math
 
 from keras import ops
 
+from keras_selfdistill.validation import check_non_negative
+from keras_selfdistill.validation import check_unit_interval
+
 
 def _as_float32(x):
     return ops.cast(x, "float32")
@@ -28,6 +31,12 @@ def _check_temperature(temperature):
             "`temperature` must be a number > 0. "
             f"Received: temperature={temperature}"
         )
+
+
+def _check_python_number(check, name, value):
+    # Tensors and variables (schedules) are the caller's to keep in range.
+    if isinstance(value, (int, float)):
+        check(name, value)
 
 
 def labels_are_one_hot(labels, logits) -> bool:
@@ -261,6 +270,7 @@ def distillation_objective(
         A dict of float32 tensors of shape `(batch,)`: `"cross_entropy"` and
         `"distillation"` (both unweighted) and `"total"` (weighted as above).
     """
+    _check_python_number(check_unit_interval, "alpha", alpha)
     alpha = _as_float32(alpha)
     ce = cross_entropy(labels, student_logits)
     kl = softened_kl_divergence(
@@ -340,6 +350,8 @@ def self_distillation_loss(
             "Self-distillation needs at least 2 heads (shallow ones and the "
             f"deepest teacher). Received: {len(head_logits)} head(s)."
         )
+    _check_python_number(check_unit_interval, "alpha", alpha)
+    _check_python_number(check_non_negative, "feature_weight", feature_weight)
     alpha = _as_float32(alpha)
     teacher_logits = head_logits[-1]
     deepest_ce = cross_entropy(labels, teacher_logits)

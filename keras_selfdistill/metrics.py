@@ -33,18 +33,32 @@ def class_accuracy(labels, logits):
     return ops.cast(ops.equal(labels, predicted), "float32")
 
 
+def with_direction(metric, direction):
+    """Marks which way `metric` improves (`"up"` or `"down"`).
+
+    `_direction` is the attribute Keras's own metrics carry and its
+    `mode="auto"` monitors read; `DistillationBase.fit` hands it to
+    `ModelCheckpoint`/`EarlyStopping`, which cannot find these metrics
+    themselves.
+    """
+    metric._direction = direction
+    return metric
+
+
 def _metric_from_spec(spec, name=None):
     """A fresh metric object for one compile-style metric spec."""
     if isinstance(spec, str) and spec in _ACCURACY_NAMES:
         # Keras resolves "accuracy" from the label shapes; ours handles both
         # integer and one-hot labels itself, so one object serves any data.
-        return keras.metrics.MeanMetricWrapper(
-            class_accuracy, name=name or spec
+        return with_direction(
+            keras.metrics.MeanMetricWrapper(class_accuracy, name=name or spec),
+            "up",
         )
     if isinstance(spec, str) and spec in _CROSS_ENTROPY_NAMES:
         # From logits: every head of these models outputs logits.
-        return keras.metrics.MeanMetricWrapper(
-            losses.cross_entropy, name=name or spec
+        return with_direction(
+            keras.metrics.MeanMetricWrapper(losses.cross_entropy, name=name or spec),
+            "down",
         )
     if isinstance(spec, keras.metrics.Metric):
         config = spec.get_config()
@@ -106,3 +120,64 @@ def build_head_metrics(metrics, head_names, served_head):
             head_metrics.append(_metric_from_spec(spec, name=name))
         per_head.append(head_metrics)
     return per_head
+
+
+# Keras metrics that read only one form of labels, and those that read
+# probabilities unless told `from_logits=True`.
+_SPARSE_LABEL_METRICS = (
+    keras.metrics.SparseCategoricalAccuracy,
+    keras.metrics.SparseTopKCategoricalAccuracy,
+    keras.metrics.SparseCategoricalCrossentropy,
+)
+_ONE_HOT_LABEL_METRICS = (
+    keras.metrics.CategoricalAccuracy,
+    keras.metrics.TopKCategoricalAccuracy,
+    keras.metrics.CategoricalCrossentropy,
+)
+_PROBABILITY_METRICS = (
+    keras.metrics.SparseCategoricalCrossentropy,
+    keras.metrics.CategoricalCrossentropy,
+)
+
+
+def check_metric_labels(metric, labels, logits) -> None:
+    """Raises if `metric` would misread these labels or these logits.
+
+    Every head of these models outputs logits, and the loss takes integer
+    or one-hot labels alike; but `SparseCategoricalAccuracy` on one-hot
+    labels, `CategoricalAccuracy` on integer labels or a cross-entropy
+    metric without `from_logits=True` would report wrong numbers (or fail
+    mid-step with a shape error). Decided on static shapes, at trace time.
+
+    Args:
+        metric: a `keras.metrics.Metric` about to be updated.
+        labels: the batch's labels.
+        logits: tensor `(batch, num_classes)`.
+
+    Raises:
+        ValueError: naming the metric, the labels' shape and what to use.
+    """
+    if isinstance(metric, _PROBABILITY_METRICS) and not metric.get_config().get(
+        "from_logits", False
+    ):
+        raise ValueError(
+            f"Metric '{metric.name}' reads probabilities, but every head of "
+            "this model outputs logits. Use 'crossentropy' (computed from "
+            f"logits, any labels) or {type(metric).__name__}(from_logits=True)."
+            f" Received: metric {type(metric).__name__}(from_logits=False)"
+        )
+    one_hot = losses.labels_are_one_hot(labels, logits)
+    if one_hot and isinstance(metric, _SPARSE_LABEL_METRICS):
+        wanted = "integer class ids"
+    elif not one_hot and isinstance(metric, _ONE_HOT_LABEL_METRICS):
+        wanted = "one-hot labels"
+    else:
+        return
+    form = "one-hot labels" if one_hot else "integer class ids"
+    raise ValueError(
+        f"Metric '{metric.name}' ({type(metric).__name__}) needs {wanted}, "
+        f"but the labels are {form} of shape {tuple(labels.shape)}. Use "
+        "'accuracy' or 'crossentropy' (they read both forms), or a metric "
+        f"made for {form}. Received: labels with shape "
+        f"{tuple(labels.shape)} for logits with shape {tuple(logits.shape)}"
+    )

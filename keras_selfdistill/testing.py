@@ -155,3 +155,36 @@ def numpy_self_distillation_loss(
     if sample_weight is not None:
         per_sample = per_sample * np.asarray(sample_weight).reshape(-1)
     return float(per_sample.mean())
+
+
+def numpy_mutual_learning_loss(
+    labels, peer_logits, alpha, temperature, sample_weight=None, squared=True
+):
+    """Deep mutual learning's total loss with `K` peers, term by term.
+
+    Returns:
+        A float: `sum_i` of the batch mean of `(1-a) CE(y, z_i)
+        + a T^2 KL(p_bar_i || softmax(z_i/T))`, `p_bar_i` the mean of the
+        other peers' softened predictions.
+    """
+    probabilities = [
+        np.exp(numpy_log_softmax(np.asarray(z, "float64") / temperature))
+        for z in peer_logits
+    ]
+    weights = (
+        np.ones(len(np.asarray(peer_logits[0])))
+        if sample_weight is None
+        else np.asarray(sample_weight, "float64").reshape(-1)
+    )
+    total = 0.0
+    for index, logits in enumerate(peer_logits):
+        teacher = np.mean(
+            [p for other, p in enumerate(probabilities) if other != index], axis=0
+        )
+        student = numpy_log_softmax(np.asarray(logits, "float64") / temperature)
+        kl = (teacher * (np.log(teacher) - student)).sum(axis=-1)
+        if squared:
+            kl = kl * temperature**2
+        per_sample = (1 - alpha) * numpy_cross_entropy(labels, logits) + alpha * kl
+        total += float((per_sample * weights).mean())
+    return total

@@ -16,5 +16,6 @@ if [ ! -f "$FASHION_MNIST" ]; then
   fi
 fi
 
-echo "== installing keras-selfdistill with CPU TensorFlow and test tools"
-python -m pip install -q -c scripts/constraints.txt -e ".[cpu,test]"
+echo "== installing keras-selfdistill with CPU TensorFlow, test tools, and the"\
+     "examples', plots' and docs' extras"
+python -m pip install -q -c scripts/constraints.txt -e ".[cpu,test,examples,plots,docs]"

@@ -7,3 +7,10 @@ bash scripts/setup.sh
 export KERAS_BACKEND="${KERAS_BACKEND:-tensorflow}"
 echo "== pytest (KERAS_BACKEND=$KERAS_BACKEND)"
 python -m pytest -q -p no:cacheprovider "$@"
+
+# -- docs (issue 7): the documentation site builds with no warning (broken
+# links, undocumented parameters). Output goes to a temporary directory.
+echo "== mkdocs build --strict"
+docs_site="$(mktemp -d)"
+python -m mkdocs build --strict --quiet --site-dir "$docs_site"
+rm -rf "$docs_site"

@@ -1,11 +1,34 @@
-"""The only backend-specific code of the test suite: taking gradients.
+"""The only backend-specific code of the test suite.
 
-Keras has no backend-neutral `grad`; each branch below is the plain idiom of
-its backend, and every gradient test goes through `gradients`.
+Taking gradients: Keras has no backend-neutral `grad`; each branch below is
+the plain idiom of its backend, and every gradient test goes through
+`gradients`.
+
+Compiling: `jit_compile=True` means XLA on TensorFlow and JAX, but
+`torch.compile` (TorchDynamo, minutes per model on a CPU) on torch. Tests
+about XLA itself are marked `requires_xla`; tests that only want the
+compiled step of the backend (schedules reaching it, state updated inside
+it) compile with `JIT_COMPILE`, which runs the same checks on torch's
+uncompiled step.
 """
 
 import keras
 import numpy as np
+import pytest
+
+#: The backends whose `jit_compile=True` is XLA.
+XLA_BACKENDS = ("tensorflow", "jax")
+
+#: `jit_compile` for a test that wants the backend's compiled train step:
+#: XLA on TensorFlow and JAX; the uncompiled step on torch (see above).
+JIT_COMPILE = keras.backend.backend() in XLA_BACKENDS
+
+#: Marks a test about XLA itself: it runs on TensorFlow and JAX only.
+requires_xla = pytest.mark.skipif(
+    keras.backend.backend() not in XLA_BACKENDS,
+    reason="XLA (jit_compile=True) exists on TensorFlow and JAX; on torch, "
+    "jit_compile=True means torch.compile, not what this test checks",
+)
 
 
 def gradients(loss_fn, variables):
@@ -14,7 +37,9 @@ def gradients(loss_fn, variables):
     Args:
         loss_fn: zero-argument function returning a scalar tensor, reading
             `variables` (directly or through layers).
-        variables: list of `keras.Variable`.
+        variables: list of `keras.Variable`, trainable or not (a frozen
+            teacher's weights too: the gradient then shows whether the loss
+            reaches them, not whether an optimizer would update them).
 
     Returns:
         A list of numpy arrays, one per variable; a variable the loss does
@@ -25,6 +50,7 @@ def gradients(loss_fn, variables):
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
+            tape.watch([v.value for v in variables])
             loss = loss_fn()
         grads = tape.gradient(loss, [v.value for v in variables])
     elif backend == "jax":
@@ -38,10 +64,19 @@ def gradients(loss_fn, variables):
     elif backend == "torch":
         import torch
 
-        loss = loss_fn()
-        grads = torch.autograd.grad(
-            loss, [v.value for v in variables], allow_unused=True
-        )
+        # Non-trainable variables are tensors with requires_grad=False;
+        # enable it for the duration so they can be differentiated too.
+        frozen = [v.value for v in variables if not v.value.requires_grad]
+        for value in frozen:
+            value.requires_grad_(True)
+        try:
+            loss = loss_fn()
+            grads = torch.autograd.grad(
+                loss, [v.value for v in variables], allow_unused=True
+            )
+        finally:
+            for value in frozen:
+                value.requires_grad_(False)
     else:
         raise NotImplementedError(f"No gradient helper for backend {backend}")
     return [

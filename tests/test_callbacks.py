@@ -10,12 +10,12 @@ import math
 import keras
 import numpy as np
 import pytest
+from backend_utils import JIT_COMPILE
 
 from keras_selfdistill.callbacks import CosineSchedule
 from keras_selfdistill.callbacks import HyperparameterScheduler
 from keras_selfdistill.callbacks import LinearSchedule
 from keras_selfdistill.callbacks import MomentumScheduler
-from keras_selfdistill.callbacks import hyperparameter_names
 from keras_selfdistill.models.ema_teacher import EMATeacher
 from keras_selfdistill.models.mutual_learning import MutualLearning
 from keras_selfdistill.models.self_distill_model import SelfDistillModel
@@ -39,8 +39,9 @@ def softened_kl(teacher_logits, student_logits, temperature):
 
 
 def frozen_compile(model):
-    """Compiled with XLA and a zero learning rate: the logits never move."""
-    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=True)
+    """Compiled (XLA; see `JIT_COMPILE`), with a zero learning rate: the
+    logits never move."""
+    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=JIT_COMPILE)
 
 
 def make_mlp(name, width=8):
@@ -198,39 +199,5 @@ def test_momentum_scheduler_takes_its_length_from_fit():
 # --------------------------------------------------------------------- #
 
 
-def test_unknown_hyperparameter_lists_the_models_own():
-    model = MutualLearning([make_mlp("first"), make_mlp("second")])
-    assert hyperparameter_names(model) == ["alpha", "temperature"]
-    scheduler = HyperparameterScheduler("momentum", lambda epoch: 0.9)
-    scheduler.set_model(model)
-    with pytest.raises(ValueError) as error:
-        scheduler.on_train_begin()
-    assert "name='momentum'" in str(error.value)
-    assert "['alpha', 'temperature']" in str(error.value)
-
-
-def test_out_of_range_schedule_value_is_named():
-    model = MutualLearning([make_mlp("first"), make_mlp("second")])
-    scheduler = HyperparameterScheduler("alpha", lambda epoch: 1.5)
-    scheduler.set_model(model)
-    with pytest.raises(ValueError, match=r"alpha=1\.5"):
-        scheduler.on_epoch_begin(0)
-
-
-@pytest.mark.parametrize(
-    "make, message",
-    [
-        (lambda: HyperparameterScheduler("alpha", lambda e: 0.5, per="batch"),
-         "per='batch'"),
-        (lambda: HyperparameterScheduler("alpha", 0.5), "schedule=0.5"),
-        (lambda: HyperparameterScheduler("", lambda e: 0.5), "name=''"),
-        (lambda: MomentumScheduler(start=1.2), "start=1.2"),
-        (lambda: MomentumScheduler(total_steps=0), "total_steps=0"),
-        (lambda: CosineSchedule(0.0, 1.0, total_steps=2.5), "total_steps=2.5"),
-        (lambda: LinearSchedule("a", 1.0, 3), "start='a'"),
-    ],
-)
-def test_bad_scheduler_arguments_are_named(make, message):
-    with pytest.raises(ValueError) as error:
-        make()
-    assert message in str(error.value)
+# Bad inputs (each refused with a message naming the value and what is
+# allowed) are rows of the one table in tests/test_bad_inputs.py.

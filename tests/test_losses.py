@@ -44,11 +44,6 @@ def test_cross_entropy_is_the_same_for_one_hot_and_column_labels(batch):
     np.testing.assert_allclose(one_hot, sparse, atol=ATOL)
 
 
-def test_cross_entropy_rejects_one_hot_labels_with_the_wrong_class_count(batch):
-    with pytest.raises(ValueError, match=r"\(6, 3\).*5 classes|5 classes.*\(6, 3\)"):
-        losses.cross_entropy(np.eye(3)[batch["labels"] % 3], batch["logits"][0])
-
-
 # -- softened_kl_divergence ---------------------------------------------- #
 
 
@@ -116,12 +111,6 @@ def test_kl_gradient_matches_the_closed_form(batch):
     np.testing.assert_allclose(grad, temperature * (p_student - p_teacher), atol=1e-5)
 
 
-@pytest.mark.parametrize("temperature", [0.0, -1.0])
-def test_kl_rejects_a_non_positive_temperature(batch, temperature):
-    with pytest.raises(ValueError, match=f"temperature={temperature}"):
-        losses.softened_kl_divergence(batch["logits"][0], batch["logits"][1], temperature)
-
-
 # -- feature_distance ---------------------------------------------------- #
 
 
@@ -142,11 +131,6 @@ def test_feature_distance_gives_the_teacher_no_gradient(batch):
     np.testing.assert_allclose(
         student_grad, 2 * (batch["features"][0] - batch["features"][2]), atol=1e-5
     )
-
-
-def test_feature_distance_rejects_different_shapes(batch):
-    with pytest.raises(ValueError, match=r"\(6, 4\).*\(6, 3\)"):
-        losses.feature_distance(batch["features"][0], batch["features"][1][:, :3])
 
 
 # -- weighted_batch_mean -------------------------------------------------- #
@@ -241,11 +225,6 @@ def test_self_distillation_loss_is_finite_for_huge_logits(batch):
     assert all(np.all(np.isfinite(grad)) for grad in grads)
 
 
-def test_self_distillation_loss_needs_two_heads(batch):
-    with pytest.raises(ValueError, match="at least 2 heads.*1 head"):
-        losses.self_distillation_loss(batch["labels"], batch["logits"][:1])
-
-
 def test_feature_distance_mean_reduction_divides_by_the_feature_size(batch):
     student, teacher = batch["features"][0], batch["features"][2]
     total = as_numpy(losses.feature_distance(student, teacher))
@@ -253,3 +232,7 @@ def test_feature_distance_mean_reduction_divides_by_the_feature_size(batch):
     np.testing.assert_allclose(mean, total / 4, rtol=1e-6)
     with pytest.raises(ValueError, match="reduction='max'"):
         losses.feature_distance(student, teacher, reduction="max")
+
+
+# Bad inputs (each refused with a message naming the value and what is
+# allowed) are rows of the one table in tests/test_bad_inputs.py.

@@ -12,6 +12,7 @@ from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.distiller import Distiller
 from keras_selfdistill.models.distiller import logits_output
 from keras_selfdistill.models.distiller import symbolic_inputs
+from keras_selfdistill.saving import write_atomically as _write_atomically
 from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
@@ -43,6 +44,7 @@ class _LabelTrainer(DistillationBase):
         kwargs.setdefault("name", "label_trainer")
         super().__init__(**kwargs)
         self.network = network
+        self.num_classes = network.outputs[0].shape[-1]  # For the label check.
         self.built = True
 
     @property
@@ -82,27 +84,6 @@ def _plain_history(history):
     plain.epoch = list(getattr(history, "epoch", []))
     plain.params = dict(getattr(history, "params", None) or {})
     return plain
-
-
-def _write_atomically(path, write):
-    """Calls `write(temporary_path)`, then renames it to `path`.
-
-    The rename is atomic on POSIX and Windows, so `path` is either the old
-    complete file or the new complete file, never a half-written one.
-    """
-    directory, filename = os.path.split(path)
-    stem, extension = os.path.splitext(filename)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{stem}.", suffix=f".partial{extension}", dir=directory
-    )
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def _prepare_checkpoint_dir(checkpoint_dir):

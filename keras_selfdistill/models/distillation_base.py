@@ -29,11 +29,23 @@ answers to the same questions:
 """
 
 import contextlib
+import os
 
 import keras
 import numpy as np
 
 from keras_selfdistill.metrics import build_head_metrics
+from keras_selfdistill.metrics import check_metric_labels
+from keras_selfdistill.metrics import with_direction
+from keras_selfdistill.saving import check_weights_layout
+from keras_selfdistill.saving import is_local_path
+from keras_selfdistill.saving import write_atomically
+
+#: Positions of `y`, `callbacks` and `validation_data` in
+#: `keras.Model.fit`'s signature.
+_FIT_Y_POSITION = 1
+_FIT_CALLBACKS_POSITION = 5
+_FIT_VALIDATION_DATA_POSITION = 7
 
 
 class Hyperparameter:
@@ -60,8 +72,16 @@ class Hyperparameter:
             raise AttributeError(self.name) from None
 
     def __set__(self, instance, value):
-        if isinstance(value, np.generic):
+        if isinstance(value, np.generic) or (
+            isinstance(value, np.ndarray) and value.ndim == 0
+        ):
             value = value.item()
+        if hasattr(value, "shape") and tuple(value.shape) != ():
+            raise ValueError(
+                f"`{self.name}` must be a scalar (one number for the whole "
+                f"model). Received: {self.name} with shape "
+                f"{tuple(value.shape)}"
+            )
         if not hasattr(value, "shape"):
             # Python values are checked; a tensor (a schedule computing the
             # value inside a step) is the caller's responsibility.
@@ -150,12 +170,96 @@ class DistillationBase(keras.Model):
             self._set_untracked("_return_training_outputs", previous)
 
     def fit(self, *args, **kwargs):
+        self.check_label_values(_argument(args, kwargs, "y", _FIT_Y_POSITION), "y")
+        validation_data = _argument(
+            args, kwargs, "validation_data", _FIT_VALIDATION_DATA_POSITION
+        )
+        if isinstance(validation_data, (list, tuple)) and len(validation_data) > 1:
+            self.check_label_values(validation_data[1], "validation_data labels")
+        self.set_monitor_modes(
+            _argument(args, kwargs, "callbacks", _FIT_CALLBACKS_POSITION)
+        )
         with self._training_outputs_scope():
             return super().fit(*args, **kwargs)
 
+    def set_monitor_modes(self, callbacks):
+        """Tells `mode="auto"` monitors which way this model's metrics go.
+
+        `ModelCheckpoint(monitor="val_head_1_accuracy", save_best_only=True)`
+        and `EarlyStopping` find a metric's direction among the metrics
+        Keras compiled itself; the per-head metrics and loss terms of these
+        models are not among them, so Keras would refuse `mode="auto"`.
+        Each such callback monitoring a metric of this model whose direction
+        is known gets `mode="max"` (accuracies) or `"min"` (losses).
+
+        Args:
+            callbacks: the `callbacks` given to `fit` (a list, or `None`).
+        """
+        if not isinstance(callbacks, (list, tuple)):
+            return
+        directions = {
+            metric.name: getattr(metric, "_direction", None)
+            for metric in self.metrics
+        }
+        for callback in callbacks:
+            monitor = getattr(callback, "monitor", None)
+            if (
+                getattr(callback, "mode", None) != "auto"
+                or getattr(callback, "monitor_op", "unset") is not None
+                or not isinstance(monitor, str)
+            ):
+                continue
+            direction = directions.get(monitor.removeprefix("val_"))
+            if direction in ("up", "down"):
+                callback.mode = "max" if direction == "up" else "min"
+
     def evaluate(self, *args, **kwargs):
+        self.check_label_values(_argument(args, kwargs, "y", _FIT_Y_POSITION), "y")
         with self._training_outputs_scope():
             return super().evaluate(*args, **kwargs)
+
+    def check_label_values(self, labels, argument="y"):
+        """Refuses integer labels that are not class ids of this model.
+
+        Out-of-range ids make TensorFlow raise mid-step on CPU and give a
+        silent NaN loss on GPU and on JAX, so arrays are checked once, before
+        training; labels from a dataset are not read ahead.
+
+        Args:
+            labels: the labels given to `fit`/`evaluate`. Only numpy arrays
+                of integer class ids (`(samples,)` or `(samples, 1)`) are
+                checked.
+            argument: str. How the message names them.
+        """
+        num_classes = getattr(self, "num_classes", None)
+        if not isinstance(labels, np.ndarray) or not num_classes:
+            return
+        if labels.size == 0 or not (
+            labels.ndim == 1
+            or (labels.ndim == 2 and labels.shape[1] == 1 and num_classes != 1)
+        ):
+            return  # One-hot labels: their shape is checked in the loss.
+        if labels.dtype.kind not in "iuf":
+            raise ValueError(
+                f"Labels must be integer class ids in [0, {num_classes}) or "
+                f"one-hot vectors of length {num_classes}. Received: "
+                f"{argument} of dtype {labels.dtype}"
+            )
+        flat = labels.reshape(-1)
+        bad = ~np.isfinite(flat) if labels.dtype.kind == "f" else np.zeros(
+            flat.shape, bool
+        )
+        bad |= (flat < 0) | (flat >= num_classes)
+        if labels.dtype.kind == "f":
+            bad |= np.isfinite(flat) & (flat != np.round(flat))
+        if bad.any():
+            index = int(np.argmax(bad))
+            raise ValueError(
+                f"Integer labels must be class ids in [0, {num_classes}) for "
+                f"this model's {num_classes} classes. Received: {argument} "
+                f"with value {flat[index].item()!r} at index {index} "
+                f"({int(bad.sum())} of {flat.size} labels are not class ids)."
+            )
 
     def train_on_batch(self, *args, **kwargs):
         with self._training_outputs_scope():
@@ -206,7 +310,9 @@ class DistillationBase(keras.Model):
             "_compiled_state",
             {
                 "trackers": {
-                    term: keras.metrics.Mean(name=f"{term}_loss")
+                    term: with_direction(
+                        keras.metrics.Mean(name=f"{term}_loss"), "down"
+                    )
                     for term in self.loss_term_names
                 },
                 "unweighted": build_head_metrics(metrics, head_names, served),
@@ -252,9 +358,29 @@ class DistillationBase(keras.Model):
             tracker.update_state(terms[term], sample_weight=batch_size)
 
     def add_extra_losses(self, total):
-        """Adds weight regularizers and `add_loss()` terms, as Keras does."""
+        """The loss a train step differentiates, from the model's own total.
+
+        Adds weight regularizers and `add_loss()` terms, and divides by the
+        number of replicas in sync, as Keras's own losses do: under a
+        TensorFlow `tf.distribute` strategy each replica computes the loss
+        of its slice of the global batch and the strategy sums the replicas'
+        gradients, so without the division two replicas would take steps
+        twice as large as one device with the same global batch. (Keras's
+        train step multiplies the reported `loss` back; the per-term
+        trackers get unscaled values.)
+
+        Args:
+            total: float32 scalar tensor. The model's loss on this replica's
+                batch.
+
+        Returns:
+            A float32 scalar tensor.
+        """
         for extra_loss in self.losses:
             total = total + keras.ops.sum(keras.ops.cast(extra_loss, "float32"))
+        replicas = replicas_in_sync(self)
+        if replicas > 1:
+            total = total / replicas
         return total
 
     def check_training_batch(self, y, y_pred):
@@ -269,7 +395,7 @@ class DistillationBase(keras.Model):
             raise ValueError(
                 f"{type(self).__name__} learns from labels: the data must "
                 "yield (inputs, labels) or (inputs, labels, sample_weight). "
-                "Received a batch with no labels."
+                "Received: y=None (a batch with no labels)."
             )
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
@@ -279,7 +405,99 @@ class DistillationBase(keras.Model):
             head_logits = self.head_logits_for_metrics(y_pred)
             for index, logits in enumerate(head_logits):
                 for metric in state["unweighted"][index]:
+                    check_metric_labels(metric, y, logits)
                     metric.update_state(y, logits)
                 for metric in state["weighted"][index]:
+                    check_metric_labels(metric, y, logits)
                     metric.update_state(y, logits, sample_weight=sample_weight)
         return self.get_metrics_result()
+
+    # -- saving and loading ---------------------------------------------- #
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Saves the model as a `.keras` file, never leaving half a file.
+
+        Same as `keras.Model.save`, except that a local file is written to a
+        temporary name in the same directory and then renamed, so `filepath`
+        is always a complete file: the previous one until the new one is
+        complete (`ModelCheckpoint` goes through here too). Remote paths, file
+        objects, `zipped=False` directories and other extensions are saved
+        by Keras directly.
+        """
+        parent_save = super().save
+        if (
+            not is_local_path(filepath)
+            or not os.fspath(filepath).endswith(".keras")
+            or zipped is False
+            or (not overwrite and os.path.exists(filepath))
+        ):
+            return parent_save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+        write_atomically(
+            filepath,
+            lambda path: parent_save(path, overwrite=True, zipped=zipped, **kwargs),
+        )
+
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """Saves the weights to a `.weights.h5` file, never leaving half a
+        file (see `save`; `BackupAndRestore` goes through here). Sharded and
+        remote files are saved by Keras directly."""
+        parent_save_weights = super().save_weights
+        if (
+            not is_local_path(filepath)
+            or not os.fspath(filepath).endswith(".weights.h5")
+            or max_shard_size is not None
+            or (not overwrite and os.path.exists(filepath))
+        ):
+            return parent_save_weights(
+                filepath, overwrite=overwrite, max_shard_size=max_shard_size
+            )
+        write_atomically(
+            filepath, lambda path: parent_save_weights(path, overwrite=True)
+        )
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Loads weights saved by a model built the same way.
+
+        Keras matches weights by their position among layers of the same
+        type, so a file saved with other heads, taps, widths, peers or
+        another student could load into the wrong layers without a word, or
+        fail after loading part of it. Here the file's layout is first
+        compared with this model's: a different one raises a `ValueError`
+        that names the differences, and nothing is loaded.
+        `skip_mismatch=True` loads what matches, as in Keras.
+        """
+        if not skip_mismatch:
+            check_weights_layout(
+                self,
+                filepath,
+                super().save_weights,
+                f"outputs {list(self.metric_head_names)}",
+            )
+        return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+
+
+def replicas_in_sync(model) -> int:
+    """How many replicas share each step of `model` and sum their gradients.
+
+    The package's one backend branch, kept here. Only TensorFlow's trainer
+    has a `distribute_strategy` (`tf.distribute`), whose replicas each run
+    the step on a slice of the batch; it is read without importing
+    TensorFlow. JAX's `keras.distribution` compiles one program over the
+    global batch (its loss is already the global mean), and the torch
+    trainer runs one replica, so the answer there is 1.
+
+    Args:
+        model: a `keras.Model`.
+
+    Returns:
+        int >= 1.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
+
+
+def _argument(args, kwargs, name, position):
+    """A `fit`/`evaluate` argument given by name or by position."""
+    if name in kwargs:
+        return kwargs[name]
+    return args[position] if len(args) > position else None

@@ -128,9 +128,12 @@ def _layer_output(model, layer_name, role):
             "Pick a layer that is called once."
         ) from error
     if isinstance(output, (list, tuple, dict)):
+        shapes = [tuple(t.shape) for t in keras.tree.flatten(output)]
         raise ValueError(
-            f"Layer '{layer_name}' of the {role} '{model.name}' has several "
-            "outputs; pick a layer with one output tensor."
+            f"Layer '{layer_name}' of the {role} '{model.name}' has "
+            f"{len(shapes)} outputs (shapes {shapes}); a hint needs a layer "
+            f"with one output tensor. Received: feature_pairs layer "
+            f"{layer_name!r}"
         )
     return output
 

@@ -52,6 +52,15 @@ def _check_student(student):
         )
 
 
+def _known_num_classes(student):
+    """The student's class count, or `None` (a subclassed student)."""
+    try:
+        outputs = student.outputs
+    except (AttributeError, ValueError):
+        return None
+    return outputs[0].shape[-1] if outputs else None
+
+
 def clone_student(student, name):
     """A copy of `student` with its own variables holding the same values.
 
@@ -87,7 +96,7 @@ def clone_student(student, name):
             "from its config (keras.models.clone_model)."
         )
     for copy_variable, variable in pairs:
-        copy_variable.assign(variable)
+        copy_variable.assign(ops.copy(variable.value))
     clone.trainable = False
     return clone
 
@@ -112,6 +121,31 @@ def averaged_variables(variables):
         for index, variable in enumerate(variables)
         if "float" in str(variable.dtype)
     ]
+
+
+class FullPrecisionCall(keras.layers.Layer):
+    """Runs `function(x)` with mixed-precision autocasting turned off.
+
+    Inside a model's call under a mixed policy (`"mixed_float16"`,
+    `"mixed_bfloat16"`), Keras casts every float variable it reads to the
+    compute dtype. A layer built with `autocast=False` turns that off for
+    its own call, so the variables `function` reads and writes keep their
+    stored float32 values: an average over steps then accumulates at
+    float32 precision, not float16's (whose resolution is coarser than a
+    momentum-0.99 step).
+
+    Args:
+        function: callable taking and returning a tensor.
+        **kwargs: base layer arguments (`name`).
+    """
+
+    def __init__(self, function, **kwargs):
+        super().__init__(dtype="float32", autocast=False, trainable=False, **kwargs)
+        self.function = function
+        self.built = True
+
+    def call(self, x):
+        return self.function(x)
 
 
 class TemporalTeacherBase(DistillationBase):
@@ -161,6 +195,7 @@ class TemporalTeacherBase(DistillationBase):
     ):
         super().__init__(**kwargs)
         _check_student(student)
+        self.num_classes = _known_num_classes(student)  # For `fit`'s check.
         self.alpha = alpha
         self.temperature = temperature
         self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
@@ -175,6 +210,23 @@ class TemporalTeacherBase(DistillationBase):
         )
         self._set_untracked(
             "_averaged_indices", averaged_variables(student.weights)
+        )
+        # Untracked: it has no weights and is no part of the saved model.
+        self._set_untracked(
+            "_full_precision_fold",
+            FullPrecisionCall(self._fold_and_return, name="teacher_update"),
+        )
+
+    def _fold_and_return(self, pending):
+        self.fold_student_weights(pending)
+        return pending
+
+    def fold_pending_student_weights(self):
+        """`fold_student_weights(teacher_update_pending)`, reading and
+        writing the weights at their float32 precision under any dtype
+        policy (see `FullPrecisionCall`)."""
+        self._full_precision_fold(
+            ops.convert_to_tensor(self.teacher_update_pending)
         )
 
     def student_variables_to_average(self):
@@ -211,7 +263,7 @@ class TemporalTeacherBase(DistillationBase):
         `fit` and `train_on_batch` call it when they return, so you only
         need it after stepping the optimizer some other way.
         """
-        self.fold_student_weights(ops.convert_to_tensor(self.teacher_update_pending))
+        self.fold_pending_student_weights()
         self.teacher_update_pending.assign(0.0)
 
     def fit(self, *args, **kwargs):
@@ -230,7 +282,7 @@ class TemporalTeacherBase(DistillationBase):
         # Order matters (and is kept inside a compiled step: each backend
         # orders reads and writes of the same variable as written): take the
         # weights left by the last optimizer step, then predict.
-        self.fold_student_weights(ops.convert_to_tensor(self.teacher_update_pending))
+        self.fold_pending_student_weights()
         self.teacher_update_pending.assign(1.0 if training else 0.0)
         student_logits = self.student(inputs, training=training)
         return {"logits": [student_logits, self.teacher_logits(inputs)]}
@@ -424,7 +476,10 @@ class EMATeacher(TemporalTeacherBase):
     def reset_teacher(self):
         """Sets the teacher to the student's current weights (`xi = theta`)."""
         for teacher_variable, student_variable in self._weight_pairs:
-            teacher_variable.assign(student_variable)
+            # A copy: on JAX, assigning the array itself would make two
+            # variables share one buffer, which a train step (donating its
+            # state) refuses.
+            teacher_variable.assign(ops.copy(student_variable.value))
         self.teacher_update_pending.assign(0.0)
 
     def get_config(self):

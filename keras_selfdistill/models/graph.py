@@ -1,5 +1,5 @@
-"""Small helpers for reading functional graphs: who made a tensor, and is
-it probabilities or logits."""
+"""Small helpers for reading functional graphs: who made a tensor, what it
+is computed from, and is it probabilities or logits."""
 
 import keras
 
@@ -32,3 +32,31 @@ def outputs_probabilities(layer) -> bool:
     return activation is keras.activations.softmax or getattr(
         activation, "__name__", ""
     ) == "softmax"
+
+
+def ancestor_tensors(tensor):
+    """Every symbolic tensor `tensor` is computed from, `tensor` included.
+
+    Args:
+        tensor: a `KerasTensor` of a functional graph.
+
+    Returns:
+        A list of `KerasTensor`s, each once, `tensor` first.
+    """
+    # The walk reads the same private graph records as `producing_layer`
+    # (`_keras_history` and the producing layer's `_inbound_nodes`): Keras 3
+    # has no public accessor for a tensor's parents.
+    found, stack, seen = [], [tensor], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        found.append(current)
+        history = getattr(current, "_keras_history", None)
+        if history is None or history[0] is None:
+            continue
+        operation, node_index = history[0], history[1]
+        node = operation._inbound_nodes[node_index]
+        stack.extend(node.input_tensors)
+    return found

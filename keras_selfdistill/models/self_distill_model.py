@@ -481,8 +481,10 @@ class SelfDistillModel(DistillationBase):
                 halves each tap's resolution until it reaches the resolution
                 of the last feature map before the classifier (at least 1).
                 Defaults to `"auto"`.
-            alpha, temperature, feature_weight, scale_by_temperature_squared:
-                see the class docstring.
+            alpha: float in [0, 1]. See the class docstring.
+            temperature: float > 0. See the class docstring.
+            feature_weight: float >= 0. See the class docstring.
+            scale_by_temperature_squared: bool. See the class docstring.
             **kwargs: base model arguments (`name`, ...).
 
         Returns:

@@ -146,7 +146,9 @@ class SelfEnsembleTeacher(TemporalTeacherBase):
                     ops.where(
                         write,
                         ops.cast(student_variable, snapshot_variable.dtype),
-                        snapshot_variable,
+                        # The value, not the variable: jax.numpy.where does
+                        # not take a Keras variable under `jit`.
+                        snapshot_variable.value,
                     )
                 )
         self.next_snapshot_slot.assign(

@@ -77,25 +77,8 @@ def test_saved_inside_a_model_predicts_the_same(tmp_path):
     run_model_saving_test(model, np.random.default_rng(0).normal(size=(5, 8, 8, 3)))
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"num_classes": 0}, "num_classes=0"),
-        ({"num_classes": 2.5}, "num_classes=2.5"),
-        ({"num_classes": 3, "width": -4}, "width=-4"),
-        ({"num_classes": 3, "num_downsampling": -1}, "num_downsampling=-1"),
-        ({"num_classes": 3, "kernel_size": 0}, "kernel_size=0"),
-        ({"num_classes": 3, "batch_norm_momentum": 1.0}, "batch_norm_momentum=1.0"),
-    ],
-)
-def test_bad_arguments_are_named_in_the_error(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        AuxiliaryHead(**kwargs)
-
-
-def test_unsupported_rank_is_explained():
-    with pytest.raises(ValueError, match=r"input_shape=\(None, 2, 2, 2, 2, 2\)"):
-        AuxiliaryHead(num_classes=3).build((None, 2, 2, 2, 2, 2))
+# Bad inputs (each refused with a message naming the value and what is
+# allowed) are rows of the one table in tests/test_bad_inputs.py.
 
 
 def test_convolutions_are_separable_by_default_like_the_papers_sepconv():

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from backend_utils import JIT_COMPILE
 
 from keras_selfdistill.callbacks import CosineSchedule
 from keras_selfdistill.callbacks import MomentumScheduler
@@ -27,7 +28,10 @@ def make_student(batch_norm=False, hidden=0, name="student"):
 
 
 def weight_values(model):
-    return [np.array(weight.numpy(), dtype="float64") for weight in model.weights]
+    return [
+        np.array(keras.ops.convert_to_numpy(weight), dtype="float64")
+        for weight in model.weights
+    ]
 
 
 class WeightRecorder(keras.callbacks.Callback):
@@ -40,6 +44,9 @@ class WeightRecorder(keras.callbacks.Callback):
         self.teachers = []
 
     def on_train_batch_end(self, batch, logs=None):
+        # Reading `self.model` writes the step's state back into the
+        # variables on JAX (whose `fit` keeps it outside them mid-epoch).
+        assert self.model is not None
         self.students.append(weight_values(self.student))
         if self.teacher is not None:
             self.teachers.append(weight_values(self.teacher))
@@ -77,7 +84,7 @@ def test_teacher_weights_are_the_ema_of_student_weights_under_jit(digits):
     keras.utils.set_random_seed(3)
     student = make_student(batch_norm=True)
     model = EMATeacher(student, momentum=0.8, alpha=0.5)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=True)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=JIT_COMPILE)
     recorder = WeightRecorder(student, model.teacher)
     # A momentum that changes every step also shows that the new value
     # reaches the compiled step: m_t = schedule(t) (see EMATeacher).
@@ -188,26 +195,8 @@ def test_fit_learns_on_digits_and_saves(digits_split):
     )
 
 
-@pytest.mark.parametrize("momentum", [1.5, -0.1])
-def test_momentum_outside_unit_interval_is_named(momentum):
-    with pytest.raises(ValueError, match=f"momentum={momentum}"):
-        EMATeacher(make_student(), momentum=momentum)
-    model = EMATeacher(make_student())
-    with pytest.raises(ValueError, match=f"momentum={momentum}"):
-        model.momentum = momentum
-
-
-def test_bad_students_are_named():
-    with pytest.raises(ValueError, match="student of type str"):
-        EMATeacher("student")
-    inputs = keras.Input((4,))
-    soft = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs),
-                       name="soft")
-    with pytest.raises(ValueError, match="Student 'soft' outputs softmax"):
-        EMATeacher(soft)
-    unbuilt = keras.Sequential([keras.layers.Dense(3)], name="unbuilt")
-    with pytest.raises(ValueError, match="unbuilt student 'unbuilt'"):
-        EMATeacher(unbuilt)
+# Bad inputs (each refused with a message naming the value and what is
+# allowed) are rows of the one table in tests/test_bad_inputs.py.
 
 
 # --------------------------------------------------------------------- #
@@ -221,7 +210,7 @@ def test_parameter_average_is_the_mean_of_the_last_k_snapshots(digits):
     student = make_student()
     model = SelfEnsembleTeacher(student, num_snapshots=3, average="parameters",
                                 snapshot_interval=2)
-    model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=True)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), jit_compile=JIT_COMPILE)
     recorder = WeightRecorder(student, model.teacher)
     model.fit(images[:288], labels[:288], batch_size=32, epochs=1,
               shuffle=False, callbacks=[recorder], verbose=0)  # 9 steps
@@ -277,18 +266,3 @@ def test_output_vote_is_the_mean_of_the_snapshots_logits(digits):
         expected[:16],
         atol=1e-4,
     )
-
-
-@pytest.mark.parametrize(
-    "arguments, message",
-    [
-        ({"num_snapshots": 0}, "num_snapshots=0"),
-        ({"snapshot_interval": 0}, "snapshot_interval=0"),
-        ({"average": "median"}, "average='median'"),
-        ({"alpha": 2.0}, "alpha=2.0"),
-    ],
-)
-def test_bad_self_ensemble_arguments_are_named(arguments, message):
-    with pytest.raises(ValueError) as error:
-        SelfEnsembleTeacher(make_student(), **arguments)
-    assert message in str(error.value)

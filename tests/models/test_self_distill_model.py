@@ -3,7 +3,9 @@
 import keras
 import numpy as np
 import pytest
+from backend_utils import JIT_COMPILE
 from backend_utils import gradients
+from backend_utils import requires_xla
 
 from keras_selfdistill import AuxiliaryHead
 from keras_selfdistill import SelfDistillModel
@@ -69,7 +71,10 @@ def test_fit_lowers_the_loss_and_learns_real_digits(trained, digits_split):
     (_, _), (x_test, y_test) = digits_split
     cross_entropy = history.history["cross_entropy_loss"]
     assert cross_entropy[-1] < 0.25 * cross_entropy[0]
-    assert history.history["loss"][-1] < history.history["loss"][0]
+    # From the second epoch: the first one's mean includes the untrained
+    # start, when every head's features are near zero and so is the feature
+    # term, which then rises with the deepest features before it falls.
+    assert history.history["loss"][-1] < history.history["loss"][1]
     test_accuracy = np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test)
     assert test_accuracy > 0.85
 
@@ -115,6 +120,7 @@ def test_fit_takes_a_tf_data_pipeline_with_one_hot_labels(digits):
     assert np.isfinite(history.history["loss"][0])
 
 
+@requires_xla
 @pytest.mark.parametrize("jit_compile", [True, "auto"])
 def test_trains_under_xla(digits, jit_compile):
     images, labels = digits
@@ -127,7 +133,9 @@ def test_trains_under_xla(digits, jit_compile):
 # -- the loss against a hand computation ------------------------------------ #
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize(
+    "jit_compile", [False, pytest.param(True, marks=requires_xla)]
+)
 def test_evaluated_loss_matches_a_numpy_hand_computation(digits, jit_compile):
     images, labels = digits[0][:32], digits[1][:32]
     model = build_digits_model(alpha=0.4, temperature=2.5, feature_weight=0.05)
@@ -172,7 +180,7 @@ def test_one_hot_and_integer_labels_give_the_same_loss(digits):
 def test_changing_alpha_reaches_the_compiled_step(digits):
     images, labels = digits[0][:32], digits[1][:32]
     model = build_digits_model(alpha=0.3)
-    model.compile(jit_compile=True)
+    model.compile(jit_compile=JIT_COMPILE)
     model.evaluate(images, labels, verbose=0)  # Traces and compiles the step.
     model.alpha = 0.9
     logits, features = numpy_outputs(model, images)
@@ -375,108 +383,5 @@ def test_from_backbone_accepts_a_sequential_model():
 # -- bad input ---------------------------------------------------------------------- #
 
 
-def test_unknown_tap_lists_close_matches():
-    with pytest.raises(ValueError, match=r"'stage_1'.*Close matches: \['stage1'"):
-        SelfDistillModel.from_backbone(build_plain_backbone(), taps=["stage_1"])
-
-
-def test_unknown_tap_with_no_close_match_lists_the_layers():
-    with pytest.raises(ValueError, match=r"'zzz'.*\['input_layer.*'stage1', 'stage2'"):
-        SelfDistillModel.from_backbone(build_plain_backbone(), taps=["zzz"])
-
-
-def test_taps_in_the_wrong_order_are_refused():
-    with pytest.raises(ValueError, match=r"shallow to deep.*\['stage2', 'stage1'\]"):
-        SelfDistillModel.from_backbone(build_plain_backbone(), taps=["stage2", "stage1"])
-
-
-@pytest.mark.parametrize("taps", [[], "stage1", None])
-def test_taps_must_be_a_non_empty_list(taps):
-    with pytest.raises(ValueError, match="taps="):
-        SelfDistillModel.from_backbone(build_plain_backbone(), taps=taps)
-
-
-def test_a_subclassed_backbone_is_explained():
-    class Subclassed(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = keras.layers.Dense(NUM_CLASSES)
-
-        def call(self, inputs):
-            return self.dense(inputs)
-
-    with pytest.raises(ValueError, match="functional.*Subclassed"):
-        SelfDistillModel.from_backbone(Subclassed(), taps=["dense"])
-
-
-def test_a_softmax_backbone_is_refused_with_the_logits_path():
-    with pytest.raises(ValueError, match="softmax.*logits.*classifier_activation=None"):
-        SelfDistillModel.from_backbone(build_plain_backbone("softmax"), taps=["stage1"])
-
-
-def test_a_softmax_layer_output_is_refused():
-    inputs = keras.Input((4,))
-    head = AuxiliaryHead(3, name="head_1")(inputs)
-    probabilities = keras.layers.Softmax(name="probabilities")(keras.layers.Dense(3)(inputs))
-    with pytest.raises(ValueError, match="'probabilities' is softmax probabilities"):
-        SelfDistillModel(inputs, [head, probabilities])
-
-
-def test_fewer_than_two_outputs_is_refused():
-    inputs = keras.Input((4,))
-    logits = keras.layers.Dense(3)(inputs)
-    with pytest.raises(ValueError, match="at least 2.*Received: 1 output"):
-        SelfDistillModel(inputs, [logits])
-    with pytest.raises(ValueError, match="at least 2.*Received: 1 output"):
-        SelfDistillModel(inputs, logits)
-
-
-def test_heads_with_different_class_counts_are_listed():
-    inputs = keras.Input((4,))
-    head = AuxiliaryHead(3, name="head_1")(inputs)
-    logits = keras.layers.Dense(5, name="logits")(inputs)
-    with pytest.raises(ValueError, match=r"'head_1': 3, 'logits': 5"):
-        SelfDistillModel(inputs, [head, logits])
-
-
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        ({"alpha": 1.5}, r"alpha.*\[0, 1\].*alpha=1.5"),
-        ({"alpha": -0.1}, r"alpha=-0.1"),
-        ({"alpha": "0.3"}, r"alpha='0.3'"),
-        ({"temperature": 0.0}, r"temperature.*> 0.*temperature=0.0"),
-        ({"temperature": -2}, r"temperature=-2"),
-        ({"feature_weight": -0.5}, r"feature_weight.*>= 0.*feature_weight=-0.5"),
-        ({"feature_weight": float("nan")}, r"feature_weight=nan"),
-    ],
-)
-def test_out_of_range_hyperparameters_are_named(kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        build_digits_model(**kwargs)
-
-
-def test_assigning_an_out_of_range_alpha_is_refused():
-    model = build_digits_model()
-    with pytest.raises(ValueError, match="alpha=2"):
-        model.alpha = 2
-
-
-def test_compile_refuses_a_loss():
-    model = build_digits_model()
-    with pytest.raises(ValueError, match="computes its own loss.*loss='mse'"):
-        model.compile(optimizer="adam", loss="mse")
-
-
-def test_one_hot_labels_with_the_wrong_class_count_are_explained(digits):
-    model = build_digits_model()
-    model.compile()
-    with pytest.raises(ValueError, match=r"\(None, 3\)|\(32, 3\)"):
-        model.fit(digits[0][:32], np.eye(3)[digits[1][:32] % 3], verbose=0)
-
-
-def test_data_without_labels_is_explained(digits):
-    model = build_digits_model()
-    model.compile()
-    with pytest.raises(ValueError, match="learns from labels"):
-        model.fit(digits[0][:32], verbose=0)
+# Bad inputs (each refused with a message naming the value and what is
+# allowed) are rows of the one table in tests/test_bad_inputs.py.
