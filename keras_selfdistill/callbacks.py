@@ -51,8 +51,35 @@ def hyperparameter_names(model) -> list:
     return sorted(names)
 
 
+class _RampSchedule:
+    """Shared arguments, checks and config of the schedules below."""
+
+    def __init__(self, start, end, total_steps):
+        _check_finite("start", start)
+        _check_finite("end", end)
+        _check_total_steps(total_steps)
+        self.start = start
+        self.end = end
+        self.total_steps = total_steps
+
+    def progress(self, step) -> float:
+        """Fraction of the ramp done at `step`, in [0, 1]."""
+        return min(max(int(step), 0), self.total_steps) / self.total_steps
+
+    def get_config(self):
+        return {
+            "start": self.start,
+            "end": self.end,
+            "total_steps": self.total_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
-class LinearSchedule:
+class LinearSchedule(_RampSchedule):
     """A straight line from `start` to `end`, then flat.
 
     `value(i) = start + (end - start) * min(i, total_steps) / total_steps`
@@ -72,32 +99,13 @@ class LinearSchedule:
     [0.0, 0.1, 0.5, 0.5]
     """
 
-    def __init__(self, start, end, total_steps):
-        _check_finite("start", start)
-        _check_finite("end", end)
-        _check_total_steps(total_steps)
-        self.start = start
-        self.end = end
-        self.total_steps = total_steps
-
     def __call__(self, step) -> float:
-        progress = min(max(int(step), 0), self.total_steps) / self.total_steps
+        progress = self.progress(step)
         return float(self.start + (self.end - self.start) * progress)
-
-    def get_config(self):
-        return {
-            "start": self.start,
-            "end": self.end,
-            "total_steps": self.total_steps,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
-class CosineSchedule:
+class CosineSchedule(_RampSchedule):
     """Half a cosine from `start` to `end`, then flat.
 
     `value(i) = end + (start - end) * (1 + cos(pi * min(i, T) / T)) / 2`
@@ -121,29 +129,10 @@ class CosineSchedule:
         Transformers", ICCV 2021. https://arxiv.org/abs/2104.14294
     """
 
-    def __init__(self, start, end, total_steps):
-        _check_finite("start", start)
-        _check_finite("end", end)
-        _check_total_steps(total_steps)
-        self.start = start
-        self.end = end
-        self.total_steps = total_steps
-
     def __call__(self, step) -> float:
-        progress = min(max(int(step), 0), self.total_steps) / self.total_steps
+        progress = self.progress(step)
         cosine = (1.0 + math.cos(math.pi * progress)) / 2.0
         return float(self.end + (self.start - self.end) * cosine)
-
-    def get_config(self):
-        return {
-            "start": self.start,
-            "end": self.end,
-            "total_steps": self.total_steps,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")

@@ -201,3 +201,20 @@ def test_momentum_scheduler_takes_its_length_from_fit():
 
 # Bad inputs (each refused with a message naming the value and what is
 # allowed) are rows of the one table in tests/test_bad_inputs.py.
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LinearSchedule(0.0, 0.5, 5),
+        lambda: CosineSchedule(0.996, 1.0, 100),
+        lambda: MomentumScheduler(0.99, 1.0, total_steps=10),
+    ],
+    ids=["linear", "cosine", "momentum"],
+)
+def test_schedule_configs_round_trip(make):
+    original = make()
+    revived = type(original).from_config(original.get_config())
+    assert revived.get_config() == original.get_config()
+    if callable(original):
+        assert [revived(i) for i in range(6)] == [original(i) for i in range(6)]

@@ -349,6 +349,14 @@ class DistillationBase(keras.Model):
                     metrics.extend(head_metrics)
         return metrics
 
+    def base_config(self):
+        """The config keys every model of this package shares."""
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+        }
+
     def update_loss_trackers(self, terms, batch_size):
         """Records each loss term (a dict of scalars) for the history."""
         state = self._compiled_state

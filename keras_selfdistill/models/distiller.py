@@ -605,9 +605,7 @@ class Distiller(DistillationBase):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            **self.base_config(),
             "teacher": _serialize_uncompiled(self.teacher),
             "student": _serialize_uncompiled(self.student),
             "alpha": hyperparameter_value(self.alpha),

@@ -324,9 +324,7 @@ class TemporalTeacherBase(DistillationBase):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            **self.base_config(),
             "student": keras.saving.serialize_keras_object(self.student),
             "alpha": hyperparameter_value(self.alpha),
             "temperature": hyperparameter_value(self.temperature),

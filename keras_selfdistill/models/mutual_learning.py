@@ -344,9 +344,7 @@ class MutualLearning(DistillationBase):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            **self.base_config(),
             "peers": [
                 keras.saving.serialize_keras_object(peer) for peer in self._peers
             ],

@@ -588,9 +588,7 @@ class SelfDistillModel(DistillationBase):
 
     def get_config(self):
         return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            **self.base_config(),
             "graph": keras.saving.serialize_keras_object(self._heads_graph),
             "alpha": hyperparameter_value(self.alpha),
             "temperature": hyperparameter_value(self.temperature),
