@@ -16,6 +16,6 @@ if [ ! -f "$FASHION_MNIST" ]; then
   fi
 fi
 
-echo "== installing keras-selfdistill with CPU TensorFlow, test tools, and the"\
-     "examples', plots' and docs' extras"
-python -m pip install -q -c scripts/constraints.txt -e ".[cpu,test,examples,plots,docs]"
+echo "== installing keras-selfdistill with CPU TensorFlow, JAX and CPU torch (the"\
+     "test suite runs on each), test tools, and the examples', plots' and docs' extras"
+python -m pip install -q -c scripts/constraints.txt -e ".[cpu,backends,test,examples,plots,docs]"
