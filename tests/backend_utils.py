@@ -23,6 +23,21 @@ XLA_BACKENDS = ("tensorflow", "jax")
 #: XLA on TensorFlow and JAX; the uncompiled step on torch (see above).
 JIT_COMPILE = keras.backend.backend() in XLA_BACKENDS
 
+def tensorflow_pass_only(why):
+    """Marks a slow test whose subject does not depend on the backend, so
+    the suite runs it once, in its TensorFlow pass (scripts/test.sh runs
+    the suite once per backend).
+
+    Args:
+        why: str. What makes the test backend-independent.
+    """
+    return pytest.mark.skipif(
+        keras.backend.backend() != "tensorflow",
+        reason=f"slow and backend-independent ({why}): run once, in the "
+        "TensorFlow pass",
+    )
+
+
 #: Marks a test about XLA itself: it runs on TensorFlow and JAX only.
 requires_xla = pytest.mark.skipif(
     keras.backend.backend() not in XLA_BACKENDS,

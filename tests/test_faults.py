@@ -262,7 +262,7 @@ class BreakHead(keras.callbacks.Callback):
             self.model.optimizer.learning_rate.assign(0.0)
             classifier = self.model.network.get_layer("head_1_classifier")
             for variable in classifier.weights:
-                variable.assign(keras.ops.zeros_like(variable))
+                variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
 
 
 def test_model_checkpoint_keeps_the_best_epoch_of_a_head_metric(digits_split, tmp_path):

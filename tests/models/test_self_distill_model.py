@@ -6,6 +6,7 @@ import pytest
 from backend_utils import JIT_COMPILE
 from backend_utils import gradients
 from backend_utils import requires_xla
+from backend_utils import tensorflow_pass_only
 
 from keras_selfdistill import AuxiliaryHead
 from keras_selfdistill import SelfDistillModel
@@ -341,6 +342,7 @@ def test_scheduled_hyperparameters_are_saved(digits, tmp_path):
 # -- from_backbone ------------------------------------------------------------------ #
 
 
+@tensorflow_pass_only("graph surgery on a keras.applications model")
 def test_from_backbone_attaches_heads_to_a_keras_application():
     backbone = keras.applications.ResNet50V2(
         weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None
