@@ -1,9 +1,12 @@
-"""Training runs on several devices, each started by tests/test_distributed.py
-in a fresh process (devices are configured before the backend starts).
+"""Training runs on several devices or backends, each started by
+tests/test_distributed.py in a fresh process (devices are configured, and a
+backend chosen, before the backend starts).
 
     python tests/distributed_workers.py mirrored      # TF, 2 logical CPUs
     python tests/distributed_workers.py multi_worker  # TF, one of 2 workers (TF_CONFIG)
     python tests/distributed_workers.py data_parallel # JAX, 2 host devices (XLA_FLAGS)
+    python tests/distributed_workers.py single DIR    # 1 device; saves DIR/initial.npz
+    python tests/distributed_workers.py from_initial DIR  # the same, any KERAS_BACKEND
 
 Each prints one line `RESULT <json>` with what it measured; the test
 compares. The models are the families of `model_families.py`, trained with
@@ -132,6 +135,18 @@ def load_weights(path):
         return [arrays[f"arr_{index}"] for index in range(len(arrays.files))]
 
 
+def from_initial(out_dir):
+    """`single`'s training on this process's backend, from the initial
+    weights `single` saved; saves the final weights as `<backend>.npz`."""
+    import keras
+
+    initial = load_weights(os.path.join(out_dir, "initial.npz"))
+    model, losses = train("SelfDistillModel", initial, head_batch_norm=False)
+    backend = keras.backend.backend()
+    np.savez(os.path.join(out_dir, f"{backend}.npz"), *model.get_weights())
+    return {"backend": backend, "losses": losses}
+
+
 def multi_worker_fit(out_dir):
     """One worker of a 2-worker MultiWorkerMirroredStrategy (TF_CONFIG):
     `fit` for one epoch on the global batch, which Keras shards."""
@@ -217,6 +232,7 @@ def data_parallel():
 SCENARIOS = {
     "mirrored": mirrored,
     "single": single,
+    "from_initial": from_initial,
     "multi_worker_fit": multi_worker_fit,
     "multi_worker_steps": multi_worker_steps,
     "data_parallel": data_parallel,

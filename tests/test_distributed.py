@@ -1,5 +1,5 @@
-"""More than one device, on the engines Keras supports: tf.distribute and
-keras.distribution.
+"""More than one device, on the engines Keras supports (tf.distribute and
+keras.distribution), and one training run on all three backends.
 
 Devices are configured before a backend starts, so every run is a fresh
 process (`distributed_workers.py`), started with its own backend and
@@ -195,3 +195,19 @@ def test_jax_data_parallel_on_two_host_devices_matches_one_device():
         assert result[family]["variable_devices"] == 2, family
         assert_same_trajectory(result[family]["parallel"], result[family]["single"])
         assert result[family]["weights_difference"] < 1e-5, family
+
+
+@tensorflow_pass
+def test_every_backend_takes_the_same_steps_from_the_same_weights(tmp_path):
+    """The same initial weights and batches give the same losses and weights
+    on TensorFlow, JAX and torch: the library's math and its training hooks
+    do not depend on the backend (only each backend's random draws do)."""
+    reference = run("single", str(tmp_path), env={"KERAS_BACKEND": "tensorflow"})
+    single = load_weights(tmp_path / "single.npz")
+    for backend in ("jax", "torch"):
+        result = run("from_initial", str(tmp_path), env={"KERAS_BACKEND": backend})
+        assert result["backend"] == backend
+        assert_same_trajectory(result["losses"], reference["losses"])
+        for got, want in zip(load_weights(tmp_path / f"{backend}.npz"), single):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
