@@ -3,7 +3,8 @@ tests/test_distributed.py in a fresh process (devices are configured, and a
 backend chosen, before the backend starts).
 
     python tests/distributed_workers.py mirrored      # TF, 2 logical CPUs
-    python tests/distributed_workers.py multi_worker  # TF, one of 2 workers (TF_CONFIG)
+    python tests/distributed_workers.py multi_worker_steps DIR  # TF, one of 2 workers (TF_CONFIG)
+    python tests/distributed_workers.py multi_worker_fit DIR    # the same with fit
     python tests/distributed_workers.py data_parallel # JAX, 2 host devices (XLA_FLAGS)
     python tests/distributed_workers.py single DIR    # 1 device; saves DIR/initial.npz
     python tests/distributed_workers.py from_initial DIR  # the same, any KERAS_BACKEND
@@ -162,8 +163,9 @@ def multi_worker_fit(out_dir):
 
 def multi_worker_steps(out_dir):
     """One worker of a 2-worker MultiWorkerMirroredStrategy (TF_CONFIG):
-    Keras's own `train_step`, run by the strategy on this worker's half of
-    each global batch, for one epoch. Saves the final weights."""
+    the custom loop of docs/scaling.md ("Several machines"), Keras's own
+    `train_step` run by the strategy on this worker's share of each global
+    batch, for one epoch. Saves the final weights."""
     import tensorflow as tf
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -177,23 +179,24 @@ def multi_worker_steps(out_dir):
         model.optimizer.build(model.trainable_variables)
     model.set_weights(load_weights(os.path.join(out_dir, "initial.npz")))
 
-    @tf.function
-    def train_step(x, y):
-        return strategy.run(model.train_step, args=((x, y),))
+    def make_dataset(context):
+        # Batches of the per-replica size, dealt round-robin to the input
+        # pipelines: global batch s is the pipelines' batches s together,
+        # the samples one process sees in its step s.
+        batch_size = context.get_per_replica_batch_size(GLOBAL_BATCH)
+        dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+        return dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
 
-    local = GLOBAL_BATCH // strategy.num_replicas_in_sync
+    dataset = strategy.distribute_datasets_from_function(make_dataset)
+
+    @tf.function
+    def train_step(batch):
+        return strategy.run(model.train_step, args=(batch,))
+
     losses = []
-    # What `fit` and `train_on_batch` do around Keras's loop: the model
-    # returns its training outputs (read when the step is traced).
-    with model._training_outputs_scope():
-        for step in range(STEPS):
-            start = step * GLOBAL_BATCH + task * local
-            logs = train_step(
-                images[start:start + local], labels[start:start + local]
-            )
-            losses.append(
-                float(strategy.experimental_local_results(logs["loss"])[0])
-            )
+    for batch in dataset:
+        logs = train_step(batch)
+        losses.append(float(strategy.experimental_local_results(logs["loss"])[0]))
     np.savez(os.path.join(out_dir, f"worker_{task}.npz"), *model.get_weights())
     return {"replicas": strategy.num_replicas_in_sync, "losses": losses}
 

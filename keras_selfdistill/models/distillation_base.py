@@ -8,7 +8,9 @@ answers to the same questions:
 - **One forward pass per step, and a lean `predict`.** `call` returns
   `training_outputs(...)` (a dict with everything the loss needs) inside
   `fit`, `evaluate`, `train_on_batch` and `test_on_batch`, and
-  `inference_outputs(...)` (what is served) everywhere else. Keras traces and
+  `inference_outputs(...)` (what is served) everywhere else. `train_step`
+  and `test_step` switch too, so a custom loop that calls them (under
+  `strategy.run`, say) needs nothing more. Keras traces and
   caches its train, test and predict steps separately, so each compiled step
   sees the right one; the switch is a Python flag read at trace time, which
   is correct under `jit_compile` on every backend.
@@ -268,6 +270,17 @@ class DistillationBase(keras.Model):
     def test_on_batch(self, *args, **kwargs):
         with self._training_outputs_scope():
             return super().test_on_batch(*args, **kwargs)
+
+    def train_step(self, *args, **kwargs):
+        # Also here, not only in `fit`: a custom loop that runs Keras's
+        # `train_step` itself (e.g. under `strategy.run`, see
+        # docs/scaling.md) traces it with the training outputs too.
+        with self._training_outputs_scope():
+            return super().train_step(*args, **kwargs)
+
+    def test_step(self, *args, **kwargs):
+        with self._training_outputs_scope():
+            return super().test_step(*args, **kwargs)
 
     # -- compile and metrics --------------------------------------------- #
 
