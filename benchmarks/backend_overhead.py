@@ -72,10 +72,12 @@ def measure(args):
     }
 
 
-def run_backend(backend, argv):
+def run_backend(backend, argv, script=__file__):
+    """Runs `script --measure *argv` with KERAS_BACKEND=`backend` in a fresh
+    process and returns the JSON it prints on its `RESULT` line."""
     environment = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     completed = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--measure", *argv],
+        [sys.executable, os.path.abspath(script), "--measure", *argv],
         env=environment, capture_output=True, text=True, check=False,
     )
     for line in completed.stdout.splitlines():

@@ -3,13 +3,14 @@
 import keras
 from keras import layers
 
+from keras_selfdistill.layers import separable_convolution
 from keras_selfdistill.validation import check_integer
 
 _CONVOLUTIONS = {3: layers.Conv1D, 4: layers.Conv2D, 5: layers.Conv3D}
 # Keras has no separable 3-D convolution; volumes use a full one.
 _SEPARABLE_CONVOLUTIONS = {
-    3: layers.SeparableConv1D,
-    4: layers.SeparableConv2D,
+    3: separable_convolution.SeparableConv1D,
+    4: separable_convolution.SeparableConv2D,
     5: layers.Conv3D,
 }
 _POOLINGS = {
