@@ -5,6 +5,7 @@ backend chosen, before the backend starts).
     python tests/distributed_workers.py mirrored      # TF, 2 logical CPUs
     python tests/distributed_workers.py multi_worker_steps DIR  # TF, one of 2 workers (TF_CONFIG)
     python tests/distributed_workers.py multi_worker_fit DIR    # the same with fit
+    python tests/distributed_workers.py multi_worker_fit_patched DIR  # fit, Keras bug patched
     python tests/distributed_workers.py data_parallel # JAX, 2 host devices (XLA_FLAGS)
     python tests/distributed_workers.py single DIR    # 1 device; saves DIR/initial.npz
     python tests/distributed_workers.py from_initial DIR  # the same, any KERAS_BACKEND
@@ -150,7 +151,8 @@ def from_initial(out_dir):
 
 def multi_worker_fit(out_dir):
     """One worker of a 2-worker MultiWorkerMirroredStrategy (TF_CONFIG):
-    `fit` for one epoch on the global batch, which Keras shards."""
+    `fit` for one epoch on the global batch, which Keras shards. Saves the
+    final weights."""
     import tensorflow as tf
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -158,7 +160,56 @@ def multi_worker_fit(out_dir):
     model, losses = train(
         "SelfDistillModel", initial, strategy.scope(), head_batch_norm=False
     )
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    np.savez(os.path.join(out_dir, f"fit_worker_{task}.npz"), *model.get_weights())
     return {"replicas": strategy.num_replicas_in_sync, "losses": losses}
+
+
+def patch_keras_multi_worker_fit():
+    """Fixes, in this process only, the two places where Keras 3.15.1's
+    TensorFlow trainer breaks `fit` under MultiWorkerMirroredStrategy (for
+    any model): the symbolic build takes the local batch instead of
+    reducing it across workers, and scalar logs are reduced without
+    `axis=0`. The change to propose upstream; never part of the library."""
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer
+
+    def local_batch(batch, strategy):
+        return tf.nest.map_structure(
+            lambda value: strategy.experimental_local_results(value)[0]
+            if isinstance(value, tf.distribute.DistributedValues) else value,
+            batch,
+        )
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = local_batch(next(batches), self.distribute_strategy)
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    keras_reduce_per_replica = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(
+            strategy
+        ):
+            return tf.nest.map_structure(
+                lambda value: strategy.reduce("MEAN", value, axis=None), values
+            )
+        return keras_reduce_per_replica(values, strategy, reduction)
+
+    trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def multi_worker_fit_patched(out_dir):
+    """`multi_worker_fit` with `patch_keras_multi_worker_fit` applied."""
+    patch_keras_multi_worker_fit()
+    return multi_worker_fit(out_dir)
 
 
 def multi_worker_steps(out_dir):
@@ -237,6 +288,7 @@ SCENARIOS = {
     "single": single,
     "from_initial": from_initial,
     "multi_worker_fit": multi_worker_fit,
+    "multi_worker_fit_patched": multi_worker_fit_patched,
     "multi_worker_steps": multi_worker_steps,
     "data_parallel": data_parallel,
 }
