@@ -22,6 +22,7 @@ distillation machinery itself.
 """
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -116,6 +117,41 @@ def parameter_share_of_heads(width):
     return heads / backbone
 
 
+def multiply_adds(layer, input_shape):
+    """Multiply-adds of one forward pass of a dense or convolution `layer`
+    on one sample of `input_shape` (batch dimension included, ignored);
+    0 for other layers."""
+    output_shape = layer.compute_output_shape(input_shape)
+    positions = math.prod(output_shape[1:-1])  # 1 for a dense layer
+    if isinstance(layer, keras.layers.SeparableConv2D):
+        depthwise = math.prod(layer.kernel_size) * input_shape[-1]
+        return positions * (depthwise + input_shape[-1] * output_shape[-1])
+    if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+        return positions * math.prod(layer.kernel.shape)
+    return 0
+
+
+def multiply_add_share_of_heads(width):
+    """Multiply-adds of the two heads (and the feature projections, if any)
+    over those of the backbone, per sample."""
+    model = SelfDistillModel.from_backbone(build_backbone(width), taps=TAPS)
+    backbone = model.export_backbone()
+    backbone_total = sum(
+        multiply_adds(layer, layer.input.shape) for layer in backbone.layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+    )
+    heads_total = 0
+    for index, tap in enumerate(TAPS, start=1):
+        bottleneck = model.network.get_layer(f"head_{index}_bottleneck")
+        shape = backbone.get_layer(tap).output.shape
+        for block in bottleneck.blocks:
+            heads_total += multiply_adds(block[0], shape)
+            shape = block[0].compute_output_shape(shape)
+        classifier = model.network.get_layer(f"head_{index}_classifier")
+        heads_total += multiply_adds(classifier, (None, shape[-1]))
+    return heads_total / backbone_total
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=32)
@@ -148,6 +184,8 @@ def main(argv=None):
           f"batch {args.batch_size}, width {args.width}, {args.repeats} interleaved "
           f"repeats of {args.steps} timed steps")
     print(f"head parameters / backbone parameters: {parameter_share_of_heads(args.width):.1%}")
+    print("head multiply-adds / backbone multiply-adds: "
+          f"{multiply_add_share_of_heads(args.width):.1%}")
     print("\n| model | median step (ms) | vs plain |")
     print("| --- | ---: | ---: |")
     for name, value in step.items():
