@@ -272,13 +272,27 @@ class DistillationBase(keras.Model):
             return super().test_on_batch(*args, **kwargs)
 
     def train_step(self, *args, **kwargs):
-        # Also here, not only in `fit`: a custom loop that runs Keras's
-        # `train_step` itself (e.g. under `strategy.run`, see
-        # docs/scaling.md) traces it with the training outputs too.
+        """Keras's `train_step`, computing this model's distillation loss.
+
+        `fit` and `train_on_batch` call it; so can a custom loop (under
+        `strategy.run`, say: docs/scaling.md, "Several machines"). It takes
+        and returns what the backend's `keras.Model.train_step` does (JAX's
+        is stateless) and switches the model to its training outputs while
+        it runs.
+
+        Returns:
+            The logs dict: `loss`, each `<term>_loss`, and the metrics.
+        """
         with self._training_outputs_scope():
             return super().train_step(*args, **kwargs)
 
     def test_step(self, *args, **kwargs):
+        """Keras's `test_step` with this model's loss and per-head metrics;
+        see `train_step`.
+
+        Returns:
+            The logs dict, as `evaluate` reports it.
+        """
         with self._training_outputs_scope():
             return super().test_step(*args, **kwargs)
 
