@@ -9,6 +9,7 @@ standard error, and the anytime curve (early exit) of the last seed.
 
     python benchmarks/fashion_mnist_seeds.py                          # 5 seeds, 10k images, 3 epochs
     python benchmarks/fashion_mnist_seeds.py --train-samples 0 --epochs 10
+    python benchmarks/fashion_mnist_seeds.py --feature-weight 0     # an ablation
 
 Offline: Fashion-MNIST comes from Debian's `dataset-fashion-mnist`.
 """
@@ -45,7 +46,16 @@ def main(argv=None):
     parser.add_argument("--train-samples", type=int, default=10000,
                         help="0 = all 60,000 training images.")
     parser.add_argument("--width", type=int, default=16)
+    for name in ("alpha", "temperature", "feature-weight"):
+        parser.add_argument(f"--{name}", type=float, default=None,
+                            help="SelfDistillModel hyper-parameter; default: the library's")
     args = parser.parse_args(argv)
+    hyperparameters = {
+        name: value for name, value in [("alpha", args.alpha),
+                                        ("temperature", args.temperature),
+                                        ("feature_weight", args.feature_weight)]
+        if value is not None
+    }
     options = argparse.Namespace(
         learning_rate=2e-3, batch_size=128, epochs=args.epochs,
         jit_compile="auto", verbose=0,
@@ -62,7 +72,7 @@ def main(argv=None):
         rows["plain"].append(accuracy(plain.predict(x_test, verbose=0), y_test))
 
         keras.utils.set_random_seed(seed)
-        model = demo.build_self_distilled(args.width)
+        model = demo.build_self_distilled(args.width, **hyperparameters)
         demo.train(model, data, options)
         heads = model.predict_heads(x_test, verbose=0)
         for name, logits in zip(model.head_names, heads):
@@ -80,7 +90,8 @@ def main(argv=None):
               f"{rows['self-distilled served'][-1]:.4f}", flush=True)
 
     print(f"\n{args.seeds} seeds, {args.epochs} epochs, "
-          f"{len(data[0][0])} training images, backend {keras.backend.backend()}")
+          f"{len(data[0][0])} training images, backend {keras.backend.backend()}, "
+          f"self-distillation settings {hyperparameters or 'the defaults'}")
     print("\n| model | test accuracy per seed (%) | mean ± std (%) |")
     print("| --- | --- | ---: |")
     for name, values in rows.items():
