@@ -281,7 +281,8 @@ class DistillationBase(keras.Model):
         it runs.
 
         Returns:
-            The logs dict: `loss`, each `<term>_loss`, and the metrics.
+            What the backend's `train_step` returns: the logs dict (`loss`,
+            each `<term>_loss`, the metrics); on JAX, with the new state.
         """
         with self._training_outputs_scope():
             return super().train_step(*args, **kwargs)
@@ -291,7 +292,8 @@ class DistillationBase(keras.Model):
         see `train_step`.
 
         Returns:
-            The logs dict, as `evaluate` reports it.
+            What the backend's `test_step` returns: the logs dict, as
+            `evaluate` reports it; on JAX, with the new state.
         """
         with self._training_outputs_scope():
             return super().test_step(*args, **kwargs)
