@@ -41,24 +41,18 @@ References:
     Networks", ICML 2018. https://arxiv.org/abs/1805.04770
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import example_utils as utils  # noqa: E402
-import keras  # noqa: E402
 
 from keras_selfdistill import BornAgain  # noqa: E402
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    utils.add_common_arguments(parser, epochs=200)
+    parser = utils.argument_parser(__doc__.splitlines()[0], epochs=200)
     parser.add_argument("--generations", type=int, default=3,
                         help="generations, the label-trained one included")
     parser.add_argument("--alpha", type=float, default=0.5)
@@ -71,10 +65,7 @@ def parse_arguments(argv=None):
 def main(argv=None):
     """Trains the generations and prints their test accuracy."""
     args = parse_arguments(argv)
-    keras.utils.set_random_seed(args.seed)
-    compile_options = utils.compile_options(args)
-    print(utils.describe(args, compile_options), flush=True)
-    data = utils.CifarData("cifar100", args)
+    compile_options, data = utils.start_run(args, "cifar100")
 
     def build_model():
         # A fresh, uncompiled ResNet18 per generation.

@@ -66,14 +66,12 @@ References:
     ICCV 2019. https://arxiv.org/abs/1905.08094
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import example_utils as utils  # noqa: E402
-import keras  # noqa: E402
 
 from keras_selfdistill import AuxiliaryHead  # noqa: E402
 from keras_selfdistill import SelfDistillModel  # noqa: E402
@@ -85,11 +83,7 @@ EXIT_THRESHOLDS = (0.5, 0.7, 0.9, 0.99)
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    utils.add_common_arguments(parser, epochs=250)
+    parser = utils.argument_parser(__doc__.splitlines()[0], epochs=250)
     parser.add_argument("--alpha", type=float, default=0.3)
     parser.add_argument("--temperature", type=float, default=3.0)
     parser.add_argument("--feature-weight", type=float, default=0.03)
@@ -127,10 +121,7 @@ def build_model(num_classes, args):
 def main(argv=None):
     """Trains, evaluates and prints; returns the test accuracies."""
     args = parse_arguments(argv)
-    keras.utils.set_random_seed(args.seed)
-    compile_options = utils.compile_options(args)
-    print(utils.describe(args, compile_options), flush=True)
-    data = utils.CifarData("cifar100", args)
+    compile_options, data = utils.start_run(args, "cifar100")
 
     model = build_model(data.num_classes, args)
     utils.add_weight_decay(model, args.weight_decay)

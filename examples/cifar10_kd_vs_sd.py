@@ -46,7 +46,6 @@ References:
     ICCV 2019. https://arxiv.org/abs/1905.08094
 """
 
-import argparse
 import os
 import sys
 
@@ -63,11 +62,7 @@ TEACHER_FILENAME = "resnet50_teacher.keras"
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    utils.add_common_arguments(parser, epochs=200)
+    parser = utils.argument_parser(__doc__.splitlines()[0], epochs=200)
     parser.add_argument("--runs", default=",".join(RUNS),
                         help=f"comma-separated subset of {','.join(RUNS)}")
     parser.add_argument("--kd-alpha", type=float, default=0.9)
@@ -116,10 +111,7 @@ def get_teacher(data, args, compile_options):
 def main(argv=None):
     """Trains the selected runs and prints their test accuracy."""
     args = parse_arguments(argv)
-    keras.utils.set_random_seed(args.seed)
-    compile_options = utils.compile_options(args)
-    print(utils.describe(args, compile_options), flush=True)
-    data = utils.CifarData("cifar10", args)
+    compile_options, data = utils.start_run(args, "cifar10")
     labels = data.test_labels
     results = {}
     rows = []

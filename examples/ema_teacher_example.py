@@ -40,7 +40,6 @@ References:
     https://arxiv.org/abs/2104.14294
 """
 
-import argparse
 import os
 import sys
 
@@ -54,11 +53,7 @@ from keras_selfdistill.callbacks import MomentumScheduler  # noqa: E402
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    utils.add_common_arguments(parser, epochs=200)
+    parser = utils.argument_parser(__doc__.splitlines()[0], epochs=200)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--teacher-momentum", type=float, default=0.996,
@@ -71,10 +66,7 @@ def parse_arguments(argv=None):
 def main(argv=None):
     """Trains the student and prints the student's and teacher's accuracy."""
     args = parse_arguments(argv)
-    keras.utils.set_random_seed(args.seed)
-    compile_options = utils.compile_options(args)
-    print(utils.describe(args, compile_options), flush=True)
-    data = utils.CifarData("cifar100", args)
+    compile_options, data = utils.start_run(args, "cifar100")
 
     student = utils.resnet(18, data.num_classes, args, name="student")
     model = EMATeacher(

@@ -4,7 +4,7 @@ Not part of the library. The examples are TensorFlow programs (they read
 CIFAR with `tensorflow_datasets` through `tf.data`), so unlike the library
 this module imports TensorFlow.
 
-Every example gets the same command-line arguments (`add_common_arguments`)
+Every example gets the same command-line arguments (`argument_parser`)
 and the same recipe, the one of the Be Your Own Teacher authors' released
 code: SGD with learning rate 0.1 and momentum 0.9, weight decay 5e-4 on
 every weight, batch 128, the learning rate divided by 10 at a third and two
@@ -52,6 +52,25 @@ _CONV_INIT = keras.initializers.VarianceScaling(
 # ---------------------------------------------------------------------- #
 # Arguments.
 # ---------------------------------------------------------------------- #
+
+
+def argument_parser(description: str, epochs: int) -> argparse.ArgumentParser:
+    """An example's parser, with the arguments every example takes.
+
+    Args:
+        description: str. The example's one-line description.
+        epochs: int. The example's default number of epochs.
+
+    Returns:
+        An `argparse.ArgumentParser`; add the example's own arguments and
+        pass `parser.parse_args(argv)` to `resolve_arguments`.
+    """
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_common_arguments(parser, epochs)
+    return parser
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, epochs: int) -> None:
@@ -159,6 +178,24 @@ def describe(args, compile_options: dict) -> str:
         + (f", {args.blocks_per_stage} block(s) per stage" if args.blocks_per_stage else "")
         + (" [SMOKE RUN: accuracy means nothing]" if args.smoke else "")
     )
+
+
+def start_run(args, dataset: str):
+    """What every example does first: seeds, picks the compile options,
+    logs the settings and loads the data.
+
+    Args:
+        args: resolved arguments (`resolve_arguments`).
+        dataset: str. `"cifar10"` or `"cifar100"`.
+
+    Returns:
+        `(compile_options, data)`: the `compile` keyword arguments and a
+        `CifarData`.
+    """
+    keras.utils.set_random_seed(args.seed)
+    options = compile_options(args)
+    print(describe(args, options), flush=True)
+    return options, CifarData(dataset, args)
 
 
 # ---------------------------------------------------------------------- #

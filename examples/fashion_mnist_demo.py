@@ -26,7 +26,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_selfdistill import AuxiliaryHead  # noqa: E402
 from keras_selfdistill import SelfDistillModel  # noqa: E402
 from keras_selfdistill.datasets import fashion_mnist_source  # noqa: E402
 from keras_selfdistill.datasets import load_fashion_mnist  # noqa: E402

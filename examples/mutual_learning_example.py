@@ -36,25 +36,19 @@ References:
     https://arxiv.org/abs/1706.00384
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import example_utils as utils  # noqa: E402
-import keras  # noqa: E402
 
 from keras_selfdistill import MutualLearning  # noqa: E402
 from keras_selfdistill import plots  # noqa: E402
 
 
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    utils.add_common_arguments(parser, epochs=200)
+    parser = utils.argument_parser(__doc__.splitlines()[0], epochs=200)
     parser.add_argument("--alpha", type=float, default=0.5)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--baseline", action="store_true",
@@ -67,10 +61,7 @@ def parse_arguments(argv=None):
 def main(argv=None):
     """Trains the peers (and the baseline) and prints their test accuracy."""
     args = parse_arguments(argv)
-    keras.utils.set_random_seed(args.seed)
-    compile_options = utils.compile_options(args)
-    print(utils.describe(args, compile_options), flush=True)
-    data = utils.CifarData("cifar100", args)
+    compile_options, data = utils.start_run(args, "cifar100")
     results, rows = {}, []
 
     peers = [
