@@ -51,8 +51,24 @@ def hyperparameter_names(model) -> list:
     return sorted(names)
 
 
-class _RampSchedule:
-    """Shared arguments, checks and config of the schedules below."""
+class _RampConfig:
+    """The config of an object made from `start`, `end` and `total_steps`
+    (the ramp schedules and `MomentumScheduler`)."""
+
+    def get_config(self):
+        return {
+            "start": self.start,
+            "end": self.end,
+            "total_steps": self.total_steps,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+class _RampSchedule(_RampConfig):
+    """Shared arguments and checks of the schedules below."""
 
     def __init__(self, start, end, total_steps):
         _check_finite("start", start)
@@ -65,17 +81,6 @@ class _RampSchedule:
     def progress(self, step) -> float:
         """Fraction of the ramp done at `step`, in [0, 1]."""
         return min(max(int(step), 0), self.total_steps) / self.total_steps
-
-    def get_config(self):
-        return {
-            "start": self.start,
-            "end": self.end,
-            "total_steps": self.total_steps,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
@@ -262,7 +267,7 @@ class HyperparameterScheduler(keras.callbacks.Callback):
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
-class MomentumScheduler(HyperparameterScheduler):
+class MomentumScheduler(_RampConfig, HyperparameterScheduler):
     """DINO's cosine schedule of an `EMATeacher`'s momentum, per step.
 
     `momentum_t = end + (start - end) * (1 + cos(pi * t / T)) / 2`, `t` the
@@ -325,14 +330,3 @@ class MomentumScheduler(HyperparameterScheduler):
             total_steps = epochs * steps
         self.schedule = CosineSchedule(self.start, self.end, total_steps)
         super().on_train_begin(logs)
-
-    def get_config(self):
-        return {
-            "start": self.start,
-            "end": self.end,
-            "total_steps": self.total_steps,
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
