@@ -15,6 +15,7 @@ from keras_selfdistill.models import EMATeacher
 from keras_selfdistill.models import MutualLearning
 from keras_selfdistill.models import SelfDistillModel
 from keras_selfdistill.models import SelfEnsembleTeacher
+from keras_selfdistill.models import TrainingInputs
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "MutualLearning",
     "SelfDistillModel",
     "SelfEnsembleTeacher",
+    "TrainingInputs",
     "callbacks",
     "losses",
     "plots",

@@ -16,8 +16,8 @@ import math
 
 import keras
 
-from keras_selfdistill.models.distillation_base import Hyperparameter
-from keras_selfdistill.models.distillation_base import hyperparameter_value
+from keras_selfdistill.models.hyperparameters import hyperparameter_names
+from keras_selfdistill.models.hyperparameters import hyperparameter_value
 from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_number
 from keras_selfdistill.validation import check_unit_interval
@@ -31,24 +31,6 @@ def _check_finite(name, value):
 
 def _check_total_steps(total_steps):
     check_integer("total_steps", total_steps, 1)
-
-
-def hyperparameter_names(model) -> list:
-    """The names of `model`'s schedulable hyper-parameters.
-
-    Args:
-        model: a model of this package (any object, in fact).
-
-    Returns:
-        A sorted list of the names of its `Hyperparameter` attributes, e.g.
-        `["alpha", "temperature"]`; empty for other models.
-    """
-    names = set()
-    for klass in type(model).__mro__:
-        for name, value in vars(klass).items():
-            if isinstance(value, Hyperparameter):
-                names.add(name)
-    return sorted(names)
 
 
 class _RampConfig:
@@ -198,7 +180,7 @@ class HyperparameterScheduler(keras.callbacks.Callback):
         self.verbose = verbose
 
     def _check_model(self):
-        names = hyperparameter_names(self.model)
+        names = sorted(hyperparameter_names(type(self.model)))
         if self.name not in names:
             raise ValueError(
                 f"{type(self.model).__name__} has no schedulable "

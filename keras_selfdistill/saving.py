@@ -153,3 +153,77 @@ def check_weights_layout(model, filepath, save_weights, description) -> None:
         "itself, or pass skip_mismatch=True to load what matches. "
         f"Received: filepath={os.fspath(filepath)!r}"
     )
+
+
+class AtomicSaving:
+    """Mixin for a `keras.Model`: `save`/`save_weights` that never leave
+    half a file, and a `load_weights` that refuses another model's layout.
+
+    Put it before `keras.Model` among the bases; every method calls Keras's
+    own through `super()`.
+    """
+
+    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
+        """Saves the model as a `.keras` file, never leaving half a file.
+
+        Same as `keras.Model.save`, except that a local file is written to a
+        temporary name in the same directory and then renamed, so `filepath`
+        is always a complete file: the previous one until the new one is
+        complete (`ModelCheckpoint` goes through here too). Remote paths,
+        file objects, `zipped=False` directories and other extensions are
+        saved by Keras directly.
+        """
+        parent_save = super().save
+        if not _writes_locally(filepath, ".keras", overwrite) or zipped is False:
+            return parent_save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
+        write_atomically(
+            filepath,
+            lambda path: parent_save(path, overwrite=True, zipped=zipped, **kwargs),
+        )
+
+    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
+        """Saves the weights to a `.weights.h5` file, never leaving half a
+        file (see `save`; `BackupAndRestore` goes through here). Sharded and
+        remote files are saved by Keras directly."""
+        parent_save_weights = super().save_weights
+        if (
+            not _writes_locally(filepath, ".weights.h5", overwrite)
+            or max_shard_size is not None
+        ):
+            return parent_save_weights(
+                filepath, overwrite=overwrite, max_shard_size=max_shard_size
+            )
+        write_atomically(
+            filepath, lambda path: parent_save_weights(path, overwrite=True)
+        )
+
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Loads weights saved by a model built the same way.
+
+        Keras matches weights by their position among layers of the same
+        type, so a file saved with other heads, taps, widths, peers or
+        another student could load into the wrong layers without a word, or
+        fail after loading part of it. Here the file's layout is first
+        compared with this model's: a different one raises a `ValueError`
+        that names the differences, and nothing is loaded.
+        `skip_mismatch=True` loads what matches, as in Keras.
+        """
+        if not skip_mismatch:
+            check_weights_layout(
+                self, filepath, super().save_weights, self.layout_description()
+            )
+        return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+
+    def layout_description(self) -> str:
+        """How a layout error names this model's configuration."""
+        return type(self).__name__
+
+
+def _writes_locally(filepath, extension, overwrite) -> bool:
+    """Whether Keras would write `filepath` as one local file we can write
+    atomically instead."""
+    return (
+        is_local_path(filepath)
+        and os.fspath(filepath).endswith(extension)
+        and (overwrite or not os.path.exists(filepath))
+    )

@@ -7,6 +7,7 @@ from keras_selfdistill.models.mutual_learning import MutualLearning
 from keras_selfdistill.models.self_distill_model import EarlyExitPredictions
 from keras_selfdistill.models.self_distill_model import SelfDistillModel
 from keras_selfdistill.models.self_ensemble import SelfEnsembleTeacher
+from keras_selfdistill.models.training_inputs import TrainingInputs
 
 __all__ = [
     "BornAgain",
@@ -16,4 +17,5 @@ __all__ = [
     "MutualLearning",
     "SelfDistillModel",
     "SelfEnsembleTeacher",
+    "TrainingInputs",
 ]

@@ -3,116 +3,51 @@
 A distillation model trains with more outputs than it serves: BYOT needs
 every head's logits and features, a distiller needs teacher and student,
 mutual learning needs every peer. This base class gives all of them the same
-answers to the same questions:
+two paths:
 
-- **One forward pass per step, and a lean `predict`.** `call` returns
-  `training_outputs(...)` (a dict with everything the loss needs) inside
-  `fit`, `evaluate`, `train_on_batch` and `test_on_batch`, and
-  `inference_outputs(...)` (what is served) everywhere else. `train_step`
-  and `test_step` switch too, so a custom loop that calls them (under
-  `strategy.run`, say) needs nothing more. Keras traces and
-  caches its train, test and predict steps separately, so each compiled step
-  sees the right one; the switch is a Python flag read at trace time, which
-  is correct under `jit_compile` on every backend.
-- **Its own loss.** `compile` takes no `loss`; subclasses implement
-  `compute_loss` with `keras_selfdistill.losses` and report each term
-  through `update_loss_trackers` (history keys `<term>_loss`).
-- **Metrics per head.** Each compiled metric is copied for every head named
-  by `metric_head_names`; the served head keeps the plain name.
-- **Hyper-parameters in variables.** `alpha`, `temperature`, ... are
-  `Hyperparameter` attributes: reading one gives a non-trainable scalar
-  `keras.Variable`, assigning a number validates it and assigns the variable
-  (like `optimizer.learning_rate`). A compiled step reads the variable, so a
-  schedule (a callback assigning `model.alpha = ...`) reaches it under `jit`,
-  and the current value is saved and restored with the weights.
-- **Saving the compile state.** `get_compile_config` records the arguments
-  the user gave (not the internal ones), so a reloaded model compiles the
-  same way.
+- **Serving**: `call(x)` returns `inference_outputs(x)`, the served logits.
+  `predict`, `predict_on_batch`, `__call__` and every export take this path,
+  in every context (inside a callback during `fit` too).
+- **Training**: `train_step` and `test_step` wrap their inputs in
+  `TrainingInputs`, and `call(TrainingInputs(x))` returns
+  `training_outputs(x)`, a dict with everything the loss needs, from one
+  forward pass. `compute_loss` (the model's own loss, from
+  `keras_selfdistill.losses`) and `compute_metrics` (each compiled metric
+  copied per head) consume that dict. A custom loop that calls `train_step`
+  or `test_step` takes the same path.
+
+Nothing is switched on the model: which path runs is decided by the inputs
+of each call, so Keras's cached compiled functions (train, test, predict)
+each trace their own path on every backend, under `jit_compile` too.
+
+Also shared: hyper-parameters in variables (`hyperparameters.py`), label
+checks before `fit` (`labels.py`), directions for `mode="auto"` callbacks
+(`callback_modes.py`), atomic saving (`keras_selfdistill.saving`), and the
+compile state (`get_compile_config` records the user's own arguments, so a
+reloaded model compiles the same way).
 """
 
-import contextlib
-import os
-
 import keras
-import numpy as np
 
+from keras_selfdistill import compat
 from keras_selfdistill.metrics import build_head_metrics
 from keras_selfdistill.metrics import check_metric_labels
 from keras_selfdistill.metrics import with_direction
-from keras_selfdistill.saving import check_weights_layout
-from keras_selfdistill.saving import is_local_path
-from keras_selfdistill.saving import write_atomically
-
-#: Positions of `y`, `callbacks` and `validation_data` in
-#: `keras.Model.fit`'s signature.
-_FIT_Y_POSITION = 1
-_FIT_CALLBACKS_POSITION = 5
-_FIT_VALIDATION_DATA_POSITION = 7
+from keras_selfdistill.models.callback_modes import set_monitor_modes
+from keras_selfdistill.models.hyperparameters import hyperparameter_config
+from keras_selfdistill.models.labels import bound_arguments
+from keras_selfdistill.models.labels import check_fit_labels
+from keras_selfdistill.models.training_inputs import TrainingInputs
+from keras_selfdistill.models.training_inputs import as_training_batch
+from keras_selfdistill.saving import AtomicSaving
 
 
-class Hyperparameter:
-    """A model attribute backed by a non-trainable float32 scalar variable.
-
-    Args:
-        check: function `(name, value) -> None` raising `ValueError` for a
-            value out of range.
-    """
-
-    def __init__(self, check):
-        self.check = check
-        self.name = None
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, instance, owner=None):
-        if instance is None:
-            return self
-        try:
-            return instance._hyperparameter_variables[self.name]
-        except KeyError:
-            raise AttributeError(self.name) from None
-
-    def __set__(self, instance, value):
-        if isinstance(value, np.generic) or (
-            isinstance(value, np.ndarray) and value.ndim == 0
-        ):
-            value = value.item()
-        if hasattr(value, "shape") and tuple(value.shape) != ():
-            raise ValueError(
-                f"`{self.name}` must be a scalar (one number for the whole "
-                f"model). Received: {self.name} with shape "
-                f"{tuple(value.shape)}"
-            )
-        if not hasattr(value, "shape"):
-            # Python values are checked; a tensor (a schedule computing the
-            # value inside a step) is the caller's responsibility.
-            self.check(self.name, value)
-        variables = instance._hyperparameter_variables
-        if self.name in variables:
-            variables[self.name].assign(value)
-            return
-        variables[self.name] = instance.add_weight(
-            name=self.name,
-            shape=(),
-            dtype="float32",
-            initializer=keras.initializers.Constant(float(value)),
-            trainable=False,
-            autocast=False,
-        )
-
-
-def hyperparameter_value(variable) -> float:
-    """The current value of a `Hyperparameter` as a Python float."""
-    return float(keras.ops.convert_to_numpy(variable))
-
-
-class DistillationBase(keras.Model):
+class DistillationBase(AtomicSaving, keras.Model):
     """Base class for models that distill inside `fit`.
 
     Subclasses implement `training_outputs`, `inference_outputs`,
     `compute_loss` and the `metric_head_names` property, and may override
-    `served_head_name` and `loss_term_names`.
+    `served_head_name`, `head_logits_for_metrics` and `loss_term_names`.
     """
 
     #: Loss terms reported in the history as `<term>_loss`.
@@ -120,15 +55,12 @@ class DistillationBase(keras.Model):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._set_untracked("_return_training_outputs", False)
         self._set_untracked("_compiled_state", None)
         self._set_untracked("_compile_arguments", None)
         self._set_untracked("_hyperparameter_variables", {})
 
     def _set_untracked(self, name, value):
-        # A plain attribute: Keras's tracker would otherwise register views'
-        # layers (or metric objects made after build) a second time.
-        object.__setattr__(self, name, value)
+        compat.set_untracked(self, name, value)
 
     # -- what the subclass provides ------------------------------------ #
 
@@ -155,148 +87,59 @@ class DistillationBase(keras.Model):
         """The list of logits (one per metric head) inside `y_pred`."""
         return y_pred["logits"]
 
-    # -- forward pass ---------------------------------------------------- #
+    # -- the two paths --------------------------------------------------- #
 
     def call(self, inputs, training=None):
-        if self._return_training_outputs:
-            return self.training_outputs(inputs, training=training)
+        """The served logits; the training outputs for `TrainingInputs`.
+
+        Args:
+            inputs: the model's inputs, or `TrainingInputs(inputs)`.
+            training: bool. Training mode (batch norm, dropout).
+
+        Returns:
+            `inference_outputs(inputs)`, or `training_outputs(inputs)` (a
+            dict) when `inputs` is a `TrainingInputs`.
+        """
+        if isinstance(inputs, TrainingInputs):
+            return self.training_outputs(inputs.inputs, training=training)
         return self.inference_outputs(inputs, training=training)
 
-    @contextlib.contextmanager
-    def _training_outputs_scope(self):
-        previous = self._return_training_outputs
-        self._set_untracked("_return_training_outputs", True)
-        try:
-            yield
-        finally:
-            self._set_untracked("_return_training_outputs", previous)
-
-    def fit(self, *args, **kwargs):
-        self.check_label_values(_argument(args, kwargs, "y", _FIT_Y_POSITION), "y")
-        validation_data = _argument(
-            args, kwargs, "validation_data", _FIT_VALIDATION_DATA_POSITION
-        )
-        if isinstance(validation_data, (list, tuple)) and len(validation_data) > 1:
-            self.check_label_values(validation_data[1], "validation_data labels")
-        self.set_monitor_modes(
-            _argument(args, kwargs, "callbacks", _FIT_CALLBACKS_POSITION)
-        )
-        with self._training_outputs_scope():
-            return super().fit(*args, **kwargs)
-
-    def set_monitor_modes(self, callbacks):
-        """Tells `mode="auto"` monitors which way this model's metrics go.
-
-        `ModelCheckpoint(monitor="val_head_1_accuracy", save_best_only=True)`
-        and `EarlyStopping` find a metric's direction among the metrics
-        Keras compiled itself; the per-head metrics and loss terms of these
-        models are not among them, so Keras would refuse `mode="auto"`.
-        Each such callback monitoring a metric of this model whose direction
-        is known gets `mode="max"` (accuracies) or `"min"` (losses).
-
-        Args:
-            callbacks: the `callbacks` given to `fit` (a list, or `None`).
-        """
-        if not isinstance(callbacks, (list, tuple)):
-            return
-        directions = {
-            metric.name: getattr(metric, "_direction", None)
-            for metric in self.metrics
-        }
-        for callback in callbacks:
-            monitor = getattr(callback, "monitor", None)
-            if (
-                getattr(callback, "mode", None) != "auto"
-                or getattr(callback, "monitor_op", "unset") is not None
-                or not isinstance(monitor, str)
-            ):
-                continue
-            direction = directions.get(monitor.removeprefix("val_"))
-            if direction in ("up", "down"):
-                callback.mode = "max" if direction == "up" else "min"
-
-    def evaluate(self, *args, **kwargs):
-        self.check_label_values(_argument(args, kwargs, "y", _FIT_Y_POSITION), "y")
-        with self._training_outputs_scope():
-            return super().evaluate(*args, **kwargs)
-
-    def check_label_values(self, labels, argument="y"):
-        """Refuses integer labels that are not class ids of this model.
-
-        Out-of-range ids make TensorFlow raise mid-step on CPU and give a
-        silent NaN loss on GPU and on JAX, so arrays are checked once, before
-        training; labels from a dataset are not read ahead.
-
-        Args:
-            labels: the labels given to `fit`/`evaluate`. Only numpy arrays
-                of integer class ids (`(samples,)` or `(samples, 1)`) are
-                checked.
-            argument: str. How the message names them.
-        """
-        num_classes = getattr(self, "num_classes", None)
-        if not isinstance(labels, np.ndarray) or not num_classes:
-            return
-        if labels.size == 0 or not (
-            labels.ndim == 1
-            or (labels.ndim == 2 and labels.shape[1] == 1 and num_classes != 1)
-        ):
-            return  # One-hot labels: their shape is checked in the loss.
-        if labels.dtype.kind not in "iuf":
-            raise ValueError(
-                f"Labels must be integer class ids in [0, {num_classes}) or "
-                f"one-hot vectors of length {num_classes}. Received: "
-                f"{argument} of dtype {labels.dtype}"
-            )
-        flat = labels.reshape(-1)
-        bad = ~np.isfinite(flat) if labels.dtype.kind == "f" else np.zeros(
-            flat.shape, bool
-        )
-        bad |= (flat < 0) | (flat >= num_classes)
-        if labels.dtype.kind == "f":
-            bad |= np.isfinite(flat) & (flat != np.round(flat))
-        if bad.any():
-            index = int(np.argmax(bad))
-            raise ValueError(
-                f"Integer labels must be class ids in [0, {num_classes}) for "
-                f"this model's {num_classes} classes. Received: {argument} "
-                f"with value {flat[index].item()!r} at index {index} "
-                f"({int(bad.sum())} of {flat.size} labels are not class ids)."
-            )
-
-    def train_on_batch(self, *args, **kwargs):
-        with self._training_outputs_scope():
-            return super().train_on_batch(*args, **kwargs)
-
-    def test_on_batch(self, *args, **kwargs):
-        with self._training_outputs_scope():
-            return super().test_on_batch(*args, **kwargs)
-
-    def train_step(self, *args, **kwargs):
-        """Keras's `train_step`, computing this model's distillation loss.
+    def train_step(self, *args):
+        """Keras's `train_step` on the training path.
 
         `fit` and `train_on_batch` call it; so can a custom loop (under
         `strategy.run`, say: docs/scaling.md, "Several machines"). It takes
-        and returns what the backend's `keras.Model.train_step` does (JAX's
-        is stateless) and switches the model to its training outputs while
-        it runs.
+        what the backend's `keras.Model.train_step` takes (`data`, or
+        `state, data` on JAX, whose step is stateless) and passes the batch
+        on with its inputs wrapped in `TrainingInputs`.
 
         Returns:
             What the backend's `train_step` returns: the logs dict (`loss`,
             each `<term>_loss`, the metrics); on JAX, with the new state.
         """
-        with self._training_outputs_scope():
-            return super().train_step(*args, **kwargs)
+        *state, data = args
+        return super().train_step(*state, as_training_batch(data))
 
-    def test_step(self, *args, **kwargs):
-        """Keras's `test_step` with this model's loss and per-head metrics;
-        see `train_step`.
+    def test_step(self, *args):
+        """Keras's `test_step` on the training path (the loss and per-head
+        metrics `evaluate` reports); see `train_step`.
 
         Returns:
             What the backend's `test_step` returns: the logs dict, as
             `evaluate` reports it; on JAX, with the new state.
         """
-        with self._training_outputs_scope():
-            return super().test_step(*args, **kwargs)
+        *state, data = args
+        return super().test_step(*state, as_training_batch(data))
+
+    def fit(self, *args, **kwargs):
+        check_fit_labels(self, keras.Model.fit, args, kwargs)
+        arguments = bound_arguments(keras.Model.fit, self, args, kwargs)
+        set_monitor_modes(self, arguments.get("callbacks"))
+        return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        check_fit_labels(self, keras.Model.evaluate, args, kwargs)
+        return super().evaluate(*args, **kwargs)
 
     # -- compile and metrics --------------------------------------------- #
 
@@ -379,11 +222,13 @@ class DistillationBase(keras.Model):
         return metrics
 
     def base_config(self):
-        """The config keys every model of this package shares."""
+        """The config keys every model of this package shares: the base
+        model's, and the current value of every `Hyperparameter`."""
         return {
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+            **hyperparameter_config(self),
         }
 
     def update_loss_trackers(self, terms, batch_size):
@@ -425,7 +270,9 @@ class DistillationBase(keras.Model):
         if not isinstance(y_pred, dict):
             raise ValueError(
                 f"{type(self).__name__}.compute_loss needs the training "
-                "outputs that `fit` and `evaluate` produce (a dict). Received "
+                "outputs (a dict), which the model returns for "
+                "`model(TrainingInputs(x))` as its train_step and test_step "
+                "call it; `model(x)` returns the served logits. Received "
                 f"y_pred of type {type(y_pred).__name__}."
             )
         if y is None:
@@ -449,68 +296,8 @@ class DistillationBase(keras.Model):
                     metric.update_state(y, logits, sample_weight=sample_weight)
         return self.get_metrics_result()
 
-    # -- saving and loading ---------------------------------------------- #
-
-    def save(self, filepath, overwrite=True, zipped=None, **kwargs):
-        """Saves the model as a `.keras` file, never leaving half a file.
-
-        Same as `keras.Model.save`, except that a local file is written to a
-        temporary name in the same directory and then renamed, so `filepath`
-        is always a complete file: the previous one until the new one is
-        complete (`ModelCheckpoint` goes through here too). Remote paths, file
-        objects, `zipped=False` directories and other extensions are saved
-        by Keras directly.
-        """
-        parent_save = super().save
-        if (
-            not is_local_path(filepath)
-            or not os.fspath(filepath).endswith(".keras")
-            or zipped is False
-            or (not overwrite and os.path.exists(filepath))
-        ):
-            return parent_save(filepath, overwrite=overwrite, zipped=zipped, **kwargs)
-        write_atomically(
-            filepath,
-            lambda path: parent_save(path, overwrite=True, zipped=zipped, **kwargs),
-        )
-
-    def save_weights(self, filepath, overwrite=True, max_shard_size=None):
-        """Saves the weights to a `.weights.h5` file, never leaving half a
-        file (see `save`; `BackupAndRestore` goes through here). Sharded and
-        remote files are saved by Keras directly."""
-        parent_save_weights = super().save_weights
-        if (
-            not is_local_path(filepath)
-            or not os.fspath(filepath).endswith(".weights.h5")
-            or max_shard_size is not None
-            or (not overwrite and os.path.exists(filepath))
-        ):
-            return parent_save_weights(
-                filepath, overwrite=overwrite, max_shard_size=max_shard_size
-            )
-        write_atomically(
-            filepath, lambda path: parent_save_weights(path, overwrite=True)
-        )
-
-    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
-        """Loads weights saved by a model built the same way.
-
-        Keras matches weights by their position among layers of the same
-        type, so a file saved with other heads, taps, widths, peers or
-        another student could load into the wrong layers without a word, or
-        fail after loading part of it. Here the file's layout is first
-        compared with this model's: a different one raises a `ValueError`
-        that names the differences, and nothing is loaded.
-        `skip_mismatch=True` loads what matches, as in Keras.
-        """
-        if not skip_mismatch:
-            check_weights_layout(
-                self,
-                filepath,
-                super().save_weights,
-                f"outputs {list(self.metric_head_names)}",
-            )
-        return super().load_weights(filepath, skip_mismatch=skip_mismatch, **kwargs)
+    def layout_description(self) -> str:
+        return f"outputs {list(self.metric_head_names)}"
 
 
 def replicas_in_sync(model) -> int:
@@ -531,10 +318,3 @@ def replicas_in_sync(model) -> int:
     """
     strategy = getattr(model, "distribute_strategy", None)
     return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
-
-
-def _argument(args, kwargs, name, position):
-    """A `fit`/`evaluate` argument given by name or by position."""
-    if name in kwargs:
-        return kwargs[name]
-    return args[position] if len(args) > position else None

@@ -7,8 +7,7 @@ import keras
 
 from keras_selfdistill import losses
 from keras_selfdistill.models.distillation_base import DistillationBase
-from keras_selfdistill.models.distillation_base import Hyperparameter
-from keras_selfdistill.models.distillation_base import hyperparameter_value
+from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.graph import outputs_probabilities
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_non_negative
@@ -608,10 +607,7 @@ class Distiller(DistillationBase):
             **self.base_config(),
             "teacher": _serialize_uncompiled(self.teacher),
             "student": _serialize_uncompiled(self.student),
-            "alpha": hyperparameter_value(self.alpha),
-            "temperature": hyperparameter_value(self.temperature),
             "feature_pairs": self.feature_pairs or None,
-            "feature_weight": hyperparameter_value(self.feature_weight),
             "scale_by_temperature_squared": self.scale_by_temperature_squared,
         }
 

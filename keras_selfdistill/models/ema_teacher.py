@@ -12,8 +12,7 @@ from keras import ops
 
 from keras_selfdistill import losses
 from keras_selfdistill.models.distillation_base import DistillationBase
-from keras_selfdistill.models.distillation_base import Hyperparameter
-from keras_selfdistill.models.distillation_base import hyperparameter_value
+from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.graph import outputs_probabilities
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_positive
@@ -326,8 +325,6 @@ class TemporalTeacherBase(DistillationBase):
         return {
             **self.base_config(),
             "student": keras.saving.serialize_keras_object(self.student),
-            "alpha": hyperparameter_value(self.alpha),
-            "temperature": hyperparameter_value(self.temperature),
             "scale_by_temperature_squared": self.scale_by_temperature_squared,
         }
 
@@ -479,8 +476,3 @@ class EMATeacher(TemporalTeacherBase):
             # state) refuses.
             teacher_variable.assign(ops.copy(student_variable.value))
         self.teacher_update_pending.assign(0.0)
-
-    def get_config(self):
-        config = super().get_config()
-        config["momentum"] = hyperparameter_value(self.momentum)
-        return config

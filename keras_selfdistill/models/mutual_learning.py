@@ -7,8 +7,7 @@ from keras import ops
 
 from keras_selfdistill import losses
 from keras_selfdistill.models.distillation_base import DistillationBase
-from keras_selfdistill.models.distillation_base import Hyperparameter
-from keras_selfdistill.models.distillation_base import hyperparameter_value
+from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.graph import outputs_probabilities
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_positive
@@ -348,8 +347,6 @@ class MutualLearning(DistillationBase):
             "peers": [
                 keras.saving.serialize_keras_object(peer) for peer in self._peers
             ],
-            "alpha": hyperparameter_value(self.alpha),
-            "temperature": hyperparameter_value(self.temperature),
             "scale_by_temperature_squared": self.scale_by_temperature_squared,
         }
 

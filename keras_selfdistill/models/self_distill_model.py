@@ -13,8 +13,7 @@ from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.graph import outputs_probabilities
 from keras_selfdistill.models.graph import ancestor_tensors
 from keras_selfdistill.models.graph import producing_layer
-from keras_selfdistill.models.distillation_base import Hyperparameter
-from keras_selfdistill.models.distillation_base import hyperparameter_value
+from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_positive
@@ -590,9 +589,6 @@ class SelfDistillModel(DistillationBase):
         return {
             **self.base_config(),
             "graph": keras.saving.serialize_keras_object(self._heads_graph),
-            "alpha": hyperparameter_value(self.alpha),
-            "temperature": hyperparameter_value(self.temperature),
-            "feature_weight": hyperparameter_value(self.feature_weight),
             "scale_by_temperature_squared": self.scale_by_temperature_squared,
         }
 
