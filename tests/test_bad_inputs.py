@@ -462,10 +462,15 @@ BAD_INPUTS = [
         ValueError, "`head_width` must be an integer >= 1", "Received: head_width=0",
     ),
     BadInput(
-        "SelfDistillModel.from_backbone", "head_downsampling neither 'auto' nor a count",
-        lambda tmp: self_distill(head_downsampling="max"),
+        "SelfDistillModel.from_backbone", "head_num_downsampling neither 'auto' nor a count",
+        lambda tmp: self_distill(head_num_downsampling="max"),
         ValueError, "must be 'auto' or an integer >= 0",
-        "Received: head_downsampling='max'",
+        "Received: head_num_downsampling='max'",
+    ),
+    BadInput(
+        "SelfDistillModel.from_backbone", "the 0.1.0 name head_downsampling",
+        lambda tmp: self_distill(head_downsampling=2),
+        ValueError, "is now `head_num_downsampling`", "Received: head_downsampling=2",
     ),
     # -- SelfDistillModel: outputs and hyper-parameters ----------------- #
     BadInput(

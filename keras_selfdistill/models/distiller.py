@@ -154,6 +154,51 @@ def _check_same_inputs(teacher, student):
         )
 
 
+def _check_teacher_and_student(teacher, student):
+    """The teacher's and the student's logits tensors, after checking that
+    they are two models with the same inputs and classes."""
+    symbolic_inputs(teacher, "teacher")
+    symbolic_inputs(student, "student")
+    if teacher is student:
+        raise ValueError(
+            "The teacher and the student are the same model object "
+            f"('{teacher.name}'); the teacher is frozen, so the student "
+            "could not learn. Pass a separate student model."
+        )
+    teacher_logits = logits_output(teacher, "teacher")
+    student_logits = logits_output(student, "student")
+    if teacher_logits.shape[-1] != student_logits.shape[-1]:
+        raise ValueError(
+            "The teacher and the student must predict the same classes. "
+            f"Received: teacher '{teacher.name}' with "
+            f"{teacher_logits.shape[-1]} classes, student "
+            f"'{student.name}' with {student_logits.shape[-1]} classes."
+        )
+    _check_same_inputs(teacher, student)
+    return teacher_logits, student_logits
+
+
+def _hint_shapes(pairs, teacher_features, student_features):
+    """`[(student shape, teacher shape)]` of each hint pair, after checking
+    that they differ at most in the channel axis (which an adapter maps)."""
+    shapes = []
+    for (teacher_name, student_name), t, s in zip(
+        pairs, teacher_features, student_features
+    ):
+        if len(t.shape) != len(s.shape) or tuple(t.shape[1:-1]) != tuple(
+            s.shape[1:-1]
+        ) or t.shape[-1] is None or s.shape[-1] is None:
+            raise ValueError(
+                "Each hint pair's outputs must have the same shape except "
+                "the last (channel) axis, which an adapter maps. "
+                f"Received: teacher layer '{teacher_name}' with shape "
+                f"{tuple(t.shape)}, student layer '{student_name}' with "
+                f"shape {tuple(s.shape)}."
+            )
+        shapes.append((tuple(s.shape), tuple(t.shape)))
+    return shapes
+
+
 def _normalize_feature_pairs(feature_pairs):
     if feature_pairs is None:
         return ()
@@ -310,24 +355,9 @@ class Distiller(DistillationBase):
     ):
         kwargs.setdefault("name", "distiller")
         super().__init__(**kwargs)
-        teacher_inputs = symbolic_inputs(teacher, "teacher")
-        student_inputs = symbolic_inputs(student, "student")
-        if teacher is student:
-            raise ValueError(
-                "The teacher and the student are the same model object "
-                f"('{teacher.name}'); the teacher is frozen, so the student "
-                "could not learn. Pass a separate student model."
-            )
-        teacher_logits = logits_output(teacher, "teacher")
-        student_logits = logits_output(student, "student")
-        if teacher_logits.shape[-1] != student_logits.shape[-1]:
-            raise ValueError(
-                "The teacher and the student must predict the same classes. "
-                f"Received: teacher '{teacher.name}' with "
-                f"{teacher_logits.shape[-1]} classes, student "
-                f"'{student.name}' with {student_logits.shape[-1]} classes."
-            )
-        _check_same_inputs(teacher, student)
+        teacher_logits, student_logits = _check_teacher_and_student(
+            teacher, student
+        )
         self.alpha = alpha
         self.temperature = temperature
         self.feature_weight = feature_weight
@@ -335,53 +365,37 @@ class Distiller(DistillationBase):
         self.num_classes = int(student_logits.shape[-1])
         pairs = _normalize_feature_pairs(feature_pairs)
         self._set_untracked("_feature_pairs", pairs)
-
-        # Functional views over the same layers (untracked: the weights
-        # belong to `teacher` and `student`): logits plus every hint layer's
-        # output from one forward pass.
         teacher_features = [
             _layer_output(teacher, name, "teacher") for name, _ in pairs
         ]
         student_features = [
             _layer_output(student, name, "student") for _, name in pairs
         ]
-        self._set_untracked("_feature_shapes", [])
-        for (teacher_name, student_name), t, s in zip(
-            pairs, teacher_features, student_features
-        ):
-            if len(t.shape) != len(s.shape) or tuple(t.shape[1:-1]) != tuple(
-                s.shape[1:-1]
-            ) or t.shape[-1] is None or s.shape[-1] is None:
-                raise ValueError(
-                    "Each hint pair's outputs must have the same shape except "
-                    "the last (channel) axis, which an adapter maps. "
-                    f"Received: teacher layer '{teacher_name}' with shape "
-                    f"{tuple(t.shape)}, student layer '{student_name}' with "
-                    f"shape {tuple(s.shape)}."
-                )
-            self._feature_shapes.append((tuple(s.shape), tuple(t.shape)))
+        self._set_untracked(
+            "_feature_shapes",
+            _hint_shapes(pairs, teacher_features, student_features),
+        )
         # Frozen only once every check has passed: a failed construction
         # leaves the caller's teacher as it was.
         teacher.trainable = False
         self.teacher = teacher
         self.student = student
         if pairs:
-            self._set_untracked(
-                "_teacher_view",
-                keras.Model(
-                    teacher_inputs,
-                    {"logits": teacher_logits, "features": teacher_features},
-                    name=f"{self.name}_teacher_view",
-                ),
-            )
-            self._set_untracked(
-                "_student_view",
-                keras.Model(
-                    student_inputs,
-                    {"logits": student_logits, "features": student_features},
-                    name=f"{self.name}_student_view",
-                ),
-            )
+            # Functional views over the same layers (untracked: the weights
+            # belong to `teacher` and `student`): logits plus every hint
+            # layer's output from one forward pass.
+            for role, model, logits, features in (
+                ("teacher", teacher, teacher_logits, teacher_features),
+                ("student", student, student_logits, student_features),
+            ):
+                self._set_untracked(
+                    f"_{role}_view",
+                    keras.Model(
+                        symbolic_inputs(model, role),
+                        {"logits": logits, "features": features},
+                        name=f"{self.name}_{role}_view",
+                    ),
+                )
         self.build(None)
 
     def build(self, input_shape=None):

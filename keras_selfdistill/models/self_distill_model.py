@@ -2,16 +2,15 @@
 
 import copy
 import dataclasses
-import difflib
 
 import keras
 import numpy as np
 
 from keras_selfdistill import losses
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
+from keras_selfdistill.models.backbone_heads import attach_heads
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.graph import outputs_probabilities
-from keras_selfdistill.models.graph import ancestor_tensors
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.validation import check_integer
@@ -456,7 +455,7 @@ class SelfDistillModel(DistillationBase):
         backbone,
         taps,
         head_width=None,
-        head_downsampling="auto",
+        head_num_downsampling="auto",
         alpha=0.3,
         temperature=3.0,
         feature_weight=0.03,
@@ -476,7 +475,8 @@ class SelfDistillModel(DistillationBase):
             head_width: int or `None`. Width of every head; `None` uses the
                 width of the deepest classifier's features, so no projection
                 is needed for the feature term. Defaults to `None`.
-            head_downsampling: `"auto"` or int. Blocks per head; `"auto"`
+            head_num_downsampling: `"auto"` or int. Blocks per head
+                (`AuxiliaryHead`'s `num_downsampling`); `"auto"`
                 halves each tap's resolution until it reaches the resolution
                 of the last feature map before the classifier (at least 1).
                 Defaults to `"auto"`.
@@ -489,92 +489,15 @@ class SelfDistillModel(DistillationBase):
         Returns:
             A `SelfDistillModel`.
         """
-        if not isinstance(backbone, keras.Model):
+        if "head_downsampling" in kwargs:
             raise ValueError(
-                "from_backbone needs a functional keras.Model (or a Sequential "
-                "built with a keras.Input) so heads can be attached to its "
-                f"layers. Received: backbone={backbone!r} of type "
-                f"{type(backbone).__name__}"
+                "`head_downsampling` is now `head_num_downsampling` (the "
+                "AuxiliaryHead argument `num_downsampling`, for every head). "
+                f"Received: head_downsampling={kwargs['head_downsampling']!r}"
             )
-        backbone_inputs = getattr(backbone, "inputs", None)
-        backbone_outputs = getattr(backbone, "outputs", None)
-        if not backbone_inputs or not backbone_outputs:
-            raise ValueError(
-                "from_backbone needs a functional keras.Model (or a Sequential "
-                "built with a keras.Input) so heads can be attached to its "
-                f"layers. Received: {type(backbone).__name__} "
-                f"'{backbone.name}', which has no symbolic inputs. For a "
-                "subclassed model, wire the heads with the functional API and "
-                "pass them to SelfDistillModel(inputs, outputs)."
-            )
-        if len(backbone_outputs) != 1:
-            raise ValueError(
-                "from_backbone needs a backbone with one output (the logits). "
-                f"Received a backbone with {len(backbone_outputs)} outputs."
-            )
-        backbone_output = backbone_outputs[0]
-        if len(backbone_inputs) == 1:
-            backbone_inputs = backbone_inputs[0]
-        elif not isinstance(backbone, keras.Sequential):
-            backbone_inputs = backbone.input  # The user's dict/list structure.
-        if isinstance(taps, str) or not isinstance(taps, (list, tuple)) or not taps:
-            raise ValueError(
-                "`taps` must be a non-empty list of layer names, shallow to "
-                f"deep. Received: taps={taps!r}"
-            )
-        if head_width is not None:
-            check_integer("head_width", head_width, 1)
-        if head_downsampling != "auto" and (
-            isinstance(head_downsampling, bool)
-            or not isinstance(head_downsampling, int)
-            or head_downsampling < 0
-        ):
-            raise ValueError(
-                "`head_downsampling` must be 'auto' or an integer >= 0. "
-                f"Received: head_downsampling={head_downsampling!r}"
-            )
-        layer_names = [layer.name for layer in backbone.layers]
-        positions = []
-        for tap in taps:
-            if not isinstance(tap, str):
-                raise ValueError(
-                    "`taps` must be a list of layer names (str), shallow to "
-                    f"deep. Received: taps={list(taps)!r}, with {tap!r} of "
-                    f"type {type(tap).__name__}"
-                )
-            if tap not in layer_names:
-                raise ValueError(_unknown_tap_message(backbone, tap, taps))
-            positions.append(layer_names.index(tap))
-        if positions != sorted(positions) or len(set(positions)) != len(positions):
-            raise ValueError(
-                "`taps` must be distinct and ordered shallow to deep (the "
-                "order of the backbone's layers). Received: "
-                f"taps={list(taps)}; in backbone order they are "
-                f"{[layer_names[p] for p in sorted(set(positions))]}."
-            )
-        deepest_layer = producing_layer(backbone_output)
-        deepest_features = deepest_layer.input
-        deepest_width = deepest_features.shape[-1] if not isinstance(
-            deepest_features, (list, tuple, dict)
-        ) else None
-        deepest_map = _last_feature_map(backbone)
-        num_classes = backbone_output.shape[-1]
-        heads = []
-        ancestors = ancestor_tensors(backbone_output)
-        for index, tap in enumerate(taps):
-            tapped = _tapped_tensor(
-                backbone, tap, taps, ancestors, deepest_layer
-            )
-            downsampling = head_downsampling
-            if downsampling == "auto":
-                downsampling = _auto_downsampling(tapped, deepest_map)
-            head = AuxiliaryHead(
-                num_classes=num_classes,
-                width=head_width or deepest_width,
-                num_downsampling=downsampling,
-                name=f"head_{index + 1}",
-            )
-            heads.append(head(tapped))
+        backbone_inputs, heads, backbone_output = attach_heads(
+            backbone, taps, head_width, head_num_downsampling
+        )
         return cls(
             backbone_inputs,
             heads + [backbone_output],
@@ -602,95 +525,3 @@ class SelfDistillModel(DistillationBase):
                 config["dtype"]
             )
         return cls(graph.input, list(graph.outputs), **config)
-
-
-def _unknown_tap_message(backbone, tap, taps):
-    """Why `tap` is not a layer of `backbone`, with what would work."""
-    layer_names = [layer.name for layer in backbone.layers]
-    received = f" Received: taps={list(taps)!r}"
-    for layer in backbone.layers:
-        if isinstance(layer, keras.Model) and tap in [
-            inner.name for inner in getattr(layer, "layers", [])
-        ]:
-            return (
-                f"Layer '{tap}' is inside the nested model '{layer.name}' "
-                f"of '{backbone.name}'; taps must be layers of the backbone "
-                f"itself. Pass '{layer.name}' as the backbone (with a "
-                "classifier), or build the backbone without nesting."
-                + received
-            )
-    close = difflib.get_close_matches(tap, layer_names, n=5)
-    hint = (
-        f" Close matches: {close}."
-        if close
-        else f" Its layers are: {layer_names[:40]}"
-        + (" ..." if len(layer_names) > 40 else ".")
-    )
-    return f"Layer '{tap}' is not in model '{backbone.name}'.{hint}" + received
-
-
-def _tapped_tensor(backbone, tap, taps, ancestors, deepest_layer):
-    """The one tensor `tap` makes on the way to the backbone's output."""
-    layer = backbone.get_layer(tap)
-    received = f" Received: taps={list(taps)!r}"
-    if isinstance(layer.output, (list, tuple, dict)):
-        shapes = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
-        raise ValueError(
-            f"Layer '{tap}' has {len(shapes)} outputs (shapes {shapes}), but a "
-            "head needs one tensor. Tap a layer with one output, e.g. the "
-            "layer that consumes the output you want." + received
-        )
-    if layer is deepest_layer:
-        raise ValueError(
-            f"Layer '{tap}' makes the backbone's output (the deepest "
-            "classifier, which teaches the heads); taps must be layers "
-            "before it, on the path from the inputs to the output." + received
-        )
-    # Only calls on the path to the output count: a layer first called in
-    # another graph (`layer.output` is that call) is tapped where this
-    # backbone calls it.
-    calls = [t for t in ancestors if producing_layer(t) is layer]
-    if not calls:
-        raise ValueError(
-            f"Layer '{tap}' does not feed the output of '{backbone.name}', so "
-            "a head there would not be part of the network being trained. "
-            "Taps must be layers on the path from the inputs to the output."
-            + received
-        )
-    if len(calls) > 1:
-        raise ValueError(
-            f"Layer '{tap}' is called {len(calls)} times in "
-            f"'{backbone.name}' (shared weights), so which call to tap is "
-            "ambiguous. Tap a layer that is called once, e.g. one that "
-            "follows the call you want." + received
-        )
-    return calls[0]
-
-
-def _last_feature_map(backbone):
-    """The last tensor of rank > 2 on the way to the classifier, or None."""
-    for layer in reversed(backbone.layers):
-        output = layer.output
-        if isinstance(output, (list, tuple, dict)):
-            continue
-        if len(output.shape) > 2:
-            return output
-    return None
-
-
-def _auto_downsampling(tapped, deepest_map):
-    """Stride-2 blocks that bring `tapped` to `deepest_map`'s resolution."""
-    if len(tapped.shape) <= 2:
-        return 1
-    if deepest_map is None or len(deepest_map.shape) != len(tapped.shape):
-        return 1
-    tapped_size = tapped.shape[1]
-    deepest_size = deepest_map.shape[1]
-    if not tapped_size or not deepest_size:
-        return 1
-    blocks = 0
-    while tapped_size > deepest_size:
-        tapped_size = (tapped_size + 1) // 2
-        blocks += 1
-    return max(blocks, 1)
-
