@@ -8,6 +8,8 @@ import tempfile
 import keras
 
 from keras_selfdistill import losses
+from keras_selfdistill.models.copies import copy_with_weights
+from keras_selfdistill.models.copies import mean_logits_model
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.distiller import Distiller
 from keras_selfdistill.models.distiller import logits_output
@@ -346,17 +348,7 @@ class BornAgain:
                 "Call `compile(optimizer=..., metrics=...)` on the BornAgain "
                 "before `fit`."
             )
-        if checkpoint_dir is not None:
-            self.checkpoint_dir = _prepare_checkpoint_dir(checkpoint_dir)
-        elif self.checkpoint_dir is not None:
-            self.checkpoint_dir = _prepare_checkpoint_dir(self.checkpoint_dir)
-        if self.checkpoint_dir is not None:
-            self._restore_generations(verbose)
-            for index in range(len(self._models)):
-                if not os.path.exists(self._generation_path(index)):
-                    self._save_generation(index)
-            self._write_manifest()
-
+        self._resume_from(checkpoint_dir, verbose)
         if len(self._models) >= self.generations and verbose != 0:
             print(
                 f"{self.name}: all {self.generations} generations are "
@@ -365,24 +357,7 @@ class BornAgain:
             )
         for index in range(len(self._models), self.generations):
             model = self._new_model(index)
-            if index == 0:
-                self._say(verbose, index, "labels only")
-                trainer = _LabelTrainer(model, name=f"{self.name}_generation_0")
-            else:
-                self._say(
-                    verbose,
-                    index,
-                    f"labels + distillation from generation {index - 1} "
-                    f"(alpha={self.alpha}, temperature={self.temperature})",
-                )
-                trainer = Distiller(
-                    teacher=self._frozen_copy(self._models[index - 1]),
-                    student=model,
-                    alpha=self.alpha,
-                    temperature=self.temperature,
-                    scale_by_temperature_squared=self.scale_by_temperature_squared,
-                    name=f"{self.name}_generation_{index}",
-                )
+            trainer = self._trainer(index, model, verbose)
             arguments = dict(self._compile_arguments)
             arguments["optimizer"] = self._make_optimizer(arguments["optimizer"])
             trainer.compile(**arguments)
@@ -395,6 +370,43 @@ class BornAgain:
                 self._save_generation(index)
                 self._write_manifest()
         return list(self._histories[: self.generations])
+
+    def _resume_from(self, checkpoint_dir, verbose):
+        """Takes the finished generations found in the checkpoint directory
+        (`checkpoint_dir`, else the one already set), and writes any finished
+        generation it lacks."""
+        if checkpoint_dir is not None:
+            self.checkpoint_dir = _prepare_checkpoint_dir(checkpoint_dir)
+        elif self.checkpoint_dir is not None:
+            self.checkpoint_dir = _prepare_checkpoint_dir(self.checkpoint_dir)
+        if self.checkpoint_dir is None:
+            return
+        self._restore_generations(verbose)
+        for index in range(len(self._models)):
+            if not os.path.exists(self._generation_path(index)):
+                self._save_generation(index)
+        self._write_manifest()
+
+    def _trainer(self, index, model, verbose):
+        """The model that trains generation `index`: labels only for the
+        first, a `Distiller` from the previous generation after it."""
+        if index == 0:
+            self._say(verbose, index, "labels only")
+            return _LabelTrainer(model, name=f"{self.name}_generation_0")
+        self._say(
+            verbose,
+            index,
+            f"labels + distillation from generation {index - 1} "
+            f"(alpha={self.alpha}, temperature={self.temperature})",
+        )
+        return Distiller(
+            teacher=self._frozen_copy(self._models[index - 1]),
+            student=model,
+            alpha=self.alpha,
+            temperature=self.temperature,
+            scale_by_temperature_squared=self.scale_by_temperature_squared,
+            name=f"{self.name}_generation_{index}",
+        )
 
     def _say(self, verbose, index, what):
         if verbose != 0:
@@ -434,9 +446,7 @@ class BornAgain:
     def _frozen_copy(model):
         # The teacher is a copy: freezing it must not change the user's
         # generation model, which stays trainable and uncompiled.
-        copy = keras.models.clone_model(model)
-        copy.set_weights(model.get_weights())
-        return copy
+        return copy_with_weights(model, model.name)
 
     # ------------------------------------------------------------------ #
     # Checkpoints.
@@ -564,27 +574,17 @@ class BornAgain:
                 f"Received: generations={generations!r}"
             )
         members = [self.generation(index) for index in generations]
-        structure = symbolic_inputs(members[0], "generation")
-        inputs = keras.tree.map_structure(
-            lambda tensor: keras.Input(
-                shape=tuple(tensor.shape[1:]), dtype=tensor.dtype
-            ),
-            structure,
-        )
-        logits = []
-        for index, member in zip(generations, members):
-            # A view with a unique name: every generation may carry the same
-            # model name, and one graph needs distinct layer names.
-            view = keras.Model(
+        # Views with unique names: every generation may carry the same
+        # model name, and one graph needs distinct layer names.
+        views = [
+            keras.Model(
                 symbolic_inputs(member, "generation"),
                 member.outputs[0],
                 name=f"generation_{index}",
             )
-            logits.append(view(inputs))
-        output = logits[0]
-        if len(logits) > 1:
-            output = keras.layers.Average(name="average_logits")(logits)
-        return keras.Model(inputs, output, name=name or f"{self.name}_ensemble")
+            for index, member in zip(generations, members)
+        ]
+        return mean_logits_model(views, name or f"{self.name}_ensemble")
 
     # ------------------------------------------------------------------ #
     # Serialization.

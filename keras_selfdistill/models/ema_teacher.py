@@ -11,6 +11,7 @@ import keras
 from keras import ops
 
 from keras_selfdistill import losses
+from keras_selfdistill.models.copies import copy_with_weights
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.graph import outputs_probabilities
@@ -58,46 +59,6 @@ def _known_num_classes(student):
     except (AttributeError, ValueError):
         return None
     return outputs[0].shape[-1] if outputs else None
-
-
-def clone_student(student, name):
-    """A copy of `student` with its own variables holding the same values.
-
-    Args:
-        student: a built `keras.Model` that `keras.models.clone_model` can
-            clone (functional, Sequential, or subclassed with `get_config`).
-        name: str. Name of the copy.
-
-    Returns:
-        A non-trainable `keras.Model` whose `weights` pair one-to-one, in
-        order, with `student.weights`.
-    """
-    clone = keras.models.clone_model(student)
-    clone.name = name
-    if not clone.built:
-        # A subclassed model rebuilt from its config: build it like the
-        # student was built.
-        build_config = student.get_build_config() or {}
-        if "input_shape" not in build_config:
-            raise ValueError(
-                f"Could not build a copy of student '{student.name}': it "
-                "was built without a recorded input shape. Call it once on "
-                "a batch, e.g. student(x[:1]), before wrapping it."
-            )
-        clone.build(build_config["input_shape"])
-    pairs = list(zip(clone.weights, student.weights))
-    if len(clone.weights) != len(student.weights) or any(
-        tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype for a, b in pairs
-    ):
-        raise ValueError(
-            f"Could not copy student '{student.name}': its clone's weights do "
-            "not match its own one-to-one. The student must be rebuildable "
-            "from its config (keras.models.clone_model)."
-        )
-    for copy_variable, variable in pairs:
-        copy_variable.assign(ops.copy(variable.value))
-    clone.trainable = False
-    return clone
 
 
 def averaged_variables(variables):
@@ -434,7 +395,7 @@ class EMATeacher(TemporalTeacherBase):
             **kwargs,
         )
         self.momentum = momentum
-        self.teacher = clone_student(student, name=f"{student.name}_ema_teacher")
+        self.teacher = copy_with_weights(student, name=f"{student.name}_ema_teacher")
         self._set_untracked(
             "_weight_pairs",
             list(

@@ -6,6 +6,7 @@ import keras
 from keras import ops
 
 from keras_selfdistill import losses
+from keras_selfdistill.models.copies import mean_logits_model
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.graph import outputs_probabilities
@@ -16,35 +17,6 @@ from keras_selfdistill.validation import check_unit_interval
 #: Names a peer may not have: they would collide with the history keys
 #: `accuracy` (the ensemble's), `cross_entropy_loss` and `distillation_loss`.
 _RESERVED_PEER_NAMES = ("ensemble", "cross_entropy", "distillation")
-
-
-def fresh_inputs_like(model):
-    """New `keras.Input`s with the structure, shapes and dtypes of `model`'s.
-
-    Args:
-        model: a functional or Sequential `keras.Model`.
-
-    Returns:
-        The new input tensor(s), in the structure of `model.input`.
-    """
-    try:
-        structure = model.input
-    except (AttributeError, ValueError):
-        # A Sequential built from a keras.Input lists its inputs only.
-        inputs = getattr(model, "inputs", None)
-        if not inputs:
-            raise ValueError(
-                "This needs a functional keras.Model (or a Sequential built "
-                "with a keras.Input), whose inputs are known. Received: "
-                f"'{model.name}' of type {type(model).__name__}."
-            ) from None
-        structure = inputs[0] if len(inputs) == 1 else inputs
-    return keras.tree.map_structure(
-        lambda tensor: keras.Input(
-            shape=tuple(tensor.shape[1:]), dtype=tensor.dtype
-        ),
-        structure,
-    )
 
 
 def _peer_signature(peer, index):
@@ -115,7 +87,7 @@ class MutualLearning(DistillationBase):
     `val_accuracy`). The history also has `cross_entropy_loss` and
     `distillation_loss` (summed over peers) and each peer's own loss
     `<peer name>_loss`. Take any peer out as a plain model with
-    `peer(i)` / `peers`, or the ensemble with `ensemble_model()`.
+    `peer(i)` / `peers`, or the ensemble with `ensemble()`.
 
     Args:
         peers: list of at least 2 functional (or Sequential, built with a
@@ -266,7 +238,7 @@ class MutualLearning(DistillationBase):
             )
         return self._peers[index]
 
-    def ensemble_model(self, name=None):
+    def ensemble(self, name=None):
         """The peers' ensemble as a plain functional `keras.Model`.
 
         It averages the peers' logits (`keras.layers.Average`) and shares
@@ -280,11 +252,7 @@ class MutualLearning(DistillationBase):
             A functional `keras.Model` from the peers' inputs to the mean
             logits `(batch, num_classes)`.
         """
-        inputs = fresh_inputs_like(self._peers[0])
-        logits = keras.layers.Average(name="mean_logits")(
-            [peer(inputs) for peer in self._peers]
-        )
-        return keras.Model(inputs, logits, name=name or f"{self.name}_ensemble")
+        return mean_logits_model(self._peers, name or f"{self.name}_ensemble")
 
     # -- forward pass ---------------------------------------------------- #
 

@@ -13,7 +13,6 @@ from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.graph import outputs_probabilities
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.models.hyperparameters import Hyperparameter
-from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval

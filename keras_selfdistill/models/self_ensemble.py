@@ -4,8 +4,8 @@ import keras
 from keras import ops
 
 from keras_selfdistill.models.ema_teacher import TemporalTeacherBase
-from keras_selfdistill.models.ema_teacher import clone_student
-from keras_selfdistill.models.mutual_learning import fresh_inputs_like
+from keras_selfdistill.models.copies import copy_with_weights
+from keras_selfdistill.models.copies import mean_logits_model
 from keras_selfdistill.validation import check_integer
 
 _AVERAGES = ("parameters", "outputs")
@@ -111,11 +111,11 @@ class SelfEnsembleTeacher(TemporalTeacherBase):
         self.average = average
         self.snapshot_interval = snapshot_interval
         self.snapshots = [
-            clone_student(student, name=f"{student.name}_snapshot_{index}")
+            copy_with_weights(student, name=f"{student.name}_snapshot_{index}")
             for index in range(num_snapshots)
         ]
         self.teacher = (
-            clone_student(student, name=f"{student.name}_averaged_teacher")
+            copy_with_weights(student, name=f"{student.name}_averaged_teacher")
             if average == "parameters"
             else None
         )
@@ -190,11 +190,7 @@ class SelfEnsembleTeacher(TemporalTeacherBase):
         """
         if self.teacher is not None:
             return self.teacher
-        inputs = fresh_inputs_like(self.student)
-        logits = keras.layers.Average(name="mean_logits")(
-            [snapshot(inputs) for snapshot in self.snapshots]
-        )
-        return keras.Model(inputs, logits, name=f"{self.name}_voted_teacher")
+        return mean_logits_model(self.snapshots, f"{self.name}_voted_teacher")
 
     def get_config(self):
         config = super().get_config()

@@ -176,7 +176,7 @@ def test_peers_and_ensemble_come_out_as_plain_saveable_models(digits):
     assert model.peer(1) is peers[1]
     assert model.peer("wide") is peers[0]
     assert model.peers == peers
-    ensemble = model.ensemble_model()
+    ensemble = model.ensemble()
     expected = np.mean([p.predict(images[:16], verbose=0) for p in peers], axis=0)
     for served in (model, ensemble):
         np.testing.assert_allclose(
