@@ -446,15 +446,15 @@ BAD_INPUTS = [
         "SelfDistillModel.from_backbone", "a backbone ending in Dense(activation='softmax')",
         lambda tmp: SelfDistillModel.from_backbone(backbone("softmax"), taps=["stage1"]),
         ValueError, "Build the classifier without the softmax",
-        "The output of layer 'logits' is softmax probabilities",
+        "The output of layer 'logits' outputs softmax probabilities",
     ),
     BadInput(
         "SelfDistillModel.from_backbone", "a backbone ending in a Softmax layer",
         lambda tmp: SelfDistillModel.from_backbone(
             backbone_ending_in_a_softmax_layer(), taps=["stage1"]
         ),
-        ValueError, "self-distillation needs logits",
-        "The output of layer 'probabilities' is softmax probabilities",
+        ValueError, "distillation needs logits",
+        "The output of layer 'probabilities' outputs softmax probabilities",
     ),
     BadInput(
         "SelfDistillModel.from_backbone", "head_width=0",
@@ -513,7 +513,7 @@ BAD_INPUTS = [
             keras.layers.Softmax(name="probabilities")(keras.layers.Dense(3)(inputs)),
         ]))(keras.Input((4,))),
         ValueError, "needs logits",
-        "The output of layer 'probabilities' is softmax probabilities",
+        "The output of layer 'probabilities' outputs softmax probabilities",
     ),
     BadInput(
         "SelfDistillModel", "alpha above 1",
@@ -763,7 +763,7 @@ BAD_INPUTS = [
     BadInput(
         "MutualLearning", "a peer ending in softmax",
         lambda tmp: MutualLearning([mlp("soft", activation="softmax"), mlp("b")]),
-        ValueError, "mutual learning needs logits", "Peer 'soft' outputs softmax",
+        ValueError, "distillation needs logits", "Peer 'soft' outputs softmax",
     ),
     BadInput(
         "MutualLearning", "alpha above 1", lambda tmp: mutual(alpha=1.5),

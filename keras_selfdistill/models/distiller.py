@@ -8,7 +8,7 @@ import keras
 from keras_selfdistill import losses
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
-from keras_selfdistill.models.graph import outputs_probabilities
+from keras_selfdistill.models.graph import check_outputs_logits
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_positive
@@ -94,14 +94,7 @@ def logits_output(model, role: str):
             f"{tuple(output.shape)}"
         )
     layer = producing_layer(output)
-    if outputs_probabilities(layer):
-        raise ValueError(
-            f"The {role} '{model.name}' outputs softmax probabilities (layer "
-            f"'{layer.name}'), but distillation needs logits (the temperature "
-            "divides logits). Build the classifier without the softmax (e.g. "
-            "Dense(num_classes) or keras.applications.*("
-            "classifier_activation=None))."
-        )
+    check_outputs_logits(layer, f"The {role} '{model.name}'")
     return output
 
 

@@ -14,7 +14,7 @@ from keras_selfdistill import losses
 from keras_selfdistill.models.copies import copy_with_weights
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
-from keras_selfdistill.models.graph import outputs_probabilities
+from keras_selfdistill.models.graph import check_outputs_logits
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
@@ -44,12 +44,7 @@ def _check_student(student):
             "`student` must have one output of logits (batch, num_classes). "
             f"Received: output shape(s) {[tuple(o.shape) for o in outputs]}"
         )
-    if outputs_probabilities(producing_layer(outputs[0])):
-        raise ValueError(
-            f"Student '{student.name}' outputs softmax probabilities, but "
-            "distillation needs logits (the temperature divides logits). "
-            "Build its classifier without the softmax, e.g. Dense(num_classes)."
-        )
+    check_outputs_logits(producing_layer(outputs[0]), f"Student '{student.name}'")
 
 
 def _known_num_classes(student):

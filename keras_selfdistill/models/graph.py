@@ -34,6 +34,29 @@ def outputs_probabilities(layer) -> bool:
     ) == "softmax"
 
 
+def check_outputs_logits(layer, subject) -> None:
+    """Refuses a layer that outputs softmax probabilities where distillation
+    needs logits.
+
+    Args:
+        layer: the layer producing the output.
+        subject: str. What the message calls the output's owner, e.g.
+            "The teacher 'big'" or "The output of layer 'logits'".
+
+    Raises:
+        ValueError: naming `subject`, the layer and what to build instead.
+    """
+    if outputs_probabilities(layer):
+        raise ValueError(
+            f"{subject} outputs softmax probabilities (layer '{layer.name}'), "
+            "but distillation needs logits (the temperature divides logits). "
+            "Build the classifier without the softmax (e.g. "
+            "Dense(num_classes) or keras.applications.*("
+            "classifier_activation=None)) and apply keras.ops.softmax to "
+            "predictions if you need probabilities."
+        )
+
+
 def ancestor_tensors(tensor):
     """Every symbolic tensor `tensor` is computed from, `tensor` included.
 

@@ -9,7 +9,7 @@ from keras_selfdistill import losses
 from keras_selfdistill.models.copies import mean_logits_model
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
-from keras_selfdistill.models.graph import outputs_probabilities
+from keras_selfdistill.models.graph import check_outputs_logits
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
@@ -44,12 +44,7 @@ def _peer_signature(peer, index):
             f"Received: peers[{index}] '{peer.name}' with output shape(s) "
             f"{shapes}"
         )
-    if outputs_probabilities(producing_layer(outputs[0])):
-        raise ValueError(
-            f"Peer '{peer.name}' outputs softmax probabilities, but mutual "
-            "learning needs logits (the temperature divides logits). Build "
-            "its classifier without the softmax, e.g. Dense(num_classes)."
-        )
+    check_outputs_logits(producing_layer(outputs[0]), f"Peer '{peer.name}'")
     input_shapes = tuple(tuple(tensor.shape[1:]) for tensor in inputs)
     return input_shapes, outputs[0].shape[-1]
 

@@ -10,7 +10,7 @@ from keras_selfdistill import losses
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.backbone_heads import attach_heads
 from keras_selfdistill.models.distillation_base import DistillationBase
-from keras_selfdistill.models.graph import outputs_probabilities
+from keras_selfdistill.models.graph import check_outputs_logits
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.validation import check_non_negative
@@ -228,16 +228,7 @@ class SelfDistillModel(DistillationBase):
                     f"num_classes). Received: output of layer '{layer.name}' "
                     f"with shape {tuple(output.shape)}"
                 )
-            if outputs_probabilities(layer):
-                raise ValueError(
-                    f"The output of layer '{layer.name}' is softmax "
-                    "probabilities, but self-distillation needs logits "
-                    "(the temperature divides logits). Build the classifier "
-                    "without the softmax (e.g. Dense(num_classes) or "
-                    "keras.applications.*(classifier_activation=None)) and "
-                    "apply keras.ops.softmax to predictions if you need "
-                    "probabilities."
-                )
+            check_outputs_logits(layer, f"The output of layer '{layer.name}'")
             class_counts.append(output.shape[-1])
         if len(set(class_counts)) != 1 or class_counts[0] is None:
             listing = ", ".join(
