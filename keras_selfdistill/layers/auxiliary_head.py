@@ -218,7 +218,9 @@ class HeadBottleneck(keras.layers.Layer):
     def call(self, inputs, training=None):
         x = inputs
         if self.attention:
-            x = self.attention_map(inputs, training=training) * inputs
+            gate = self.attention_map(inputs, training=training)
+            # Under mixed precision `inputs` may still be float32 here.
+            x = gate * ops.cast(inputs, gate.dtype)
         for block in self.blocks:
             x = self._apply_units(block, x, training)
         if self.pooling is not None:

@@ -259,3 +259,21 @@ def test_authors_head_saved_inside_a_model_predicts_the_same(block, attention):
             layer.moving_mean.assign(np.full(layer.moving_mean.shape, 0.3))
             layer.moving_variance.assign(np.full(layer.moving_variance.shape, 2.0))
     run_model_saving_test(model, np.random.default_rng(7).normal(size=(5, 8, 8, 3)))
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_authors_head_trains_under_mixed_precision(policy):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        inputs = keras.Input((8, 8, 4))
+        head = AuxiliaryHead(3, num_downsampling=2, block="double", attention=True)
+        model = keras.Model(inputs, head(inputs))
+        model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        images = np.random.default_rng(8).uniform(size=(8, 8, 8, 4)).astype("float32")
+        history = model.fit(images, np.arange(8) % 3, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][-1])
+        gate = head.bottleneck.attention_map(images)
+        assert keras.backend.standardize_dtype(gate.dtype) == policy.split("_")[1]
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
