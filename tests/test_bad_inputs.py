@@ -1209,6 +1209,36 @@ BAD_INPUTS = [
         "Received: batch_norm_momentum=1.0",
     ),
     BadInput(
+        "AuxiliaryHead", "a block structure that does not exist",
+        lambda tmp: AuxiliaryHead(3, block="triple"),
+        ValueError, "`block` must be one of 'single', 'double'",
+        "Received: block='triple'",
+    ),
+    BadInput(
+        "AuxiliaryHead", "block as a boolean instead of a name",
+        lambda tmp: AuxiliaryHead(3, block=True),
+        ValueError, "`block` must be one of 'single', 'double'",
+        "Received: block=True",
+    ),
+    BadInput(
+        "AuxiliaryHead", "attention as a string",
+        lambda tmp: AuxiliaryHead(3, attention="sigmoid"),
+        ValueError, "`attention` must be True or False",
+        "Received: attention='sigmoid'",
+    ),
+    BadInput(
+        "AuxiliaryHead", "attention on a 3-D sequence",
+        lambda tmp: AuxiliaryHead(3, attention=True).build((None, 12, 4)),
+        ValueError, "attention=True needs 4-D images (batch, height, width, channels)",
+        "Received: input_shape=(None, 12, 4), a 3-D input",
+    ),
+    BadInput(
+        "AuxiliaryHead", "attention on images of unknown size",
+        lambda tmp: AuxiliaryHead(3, attention=True).build((None, None, None, 4)),
+        ValueError, "attention=True needs a known height and width",
+        "Received: input_shape=(None, None, None, 4)",
+    ),
+    BadInput(
         "AuxiliaryHead", "a 6-D input",
         lambda tmp: AuxiliaryHead(3).build((None, 2, 2, 2, 2, 2)),
         ValueError, "AuxiliaryHead accepts 2-D features",

@@ -2,6 +2,7 @@
 
 import keras
 from keras import layers
+from keras import ops
 
 from keras_selfdistill.layers import separable_convolution
 from keras_selfdistill.validation import check_integer
@@ -13,6 +14,8 @@ _SEPARABLE_CONVOLUTIONS = {
     4: separable_convolution.SeparableConv2D,
     5: layers.Conv3D,
 }
+#: The values of `AuxiliaryHead(block=...)`: convolutions per downsampling step.
+BLOCKS = ("single", "double")
 _POOLINGS = {
     3: layers.GlobalAveragePooling1D,
     4: layers.GlobalAveragePooling2D,
@@ -42,9 +45,13 @@ class HeadBottleneck(keras.layers.Layer):
         activation="relu",
         separable=True,
         batch_norm_momentum=0.9,
+        block="single",
+        attention=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.block = block
+        self.attention = attention
         self.separable = separable
         self.batch_norm_momentum = batch_norm_momentum
         self.width = width
@@ -52,13 +59,61 @@ class HeadBottleneck(keras.layers.Layer):
         self.kernel_size = kernel_size
         self.use_batch_norm = use_batch_norm
         self.activation = keras.activations.get(activation)
+        # One list per downsampling step: a convolution (or dense layer) and
+        # its batch norm, twice for `block="double"`. The single block's
+        # layout is 0.1.0's: `.keras` files find its weights by it.
         self.blocks = []
+        # The attention gate's layers (`attention=True`), else empty.
+        self.gate = []
+        self.gate_upsampling = None
         self.pooling = None
 
     def _block_width(self, index, input_channels):
         if self.width is not None:
             return self.width
         return input_channels * 2 ** (index + 1)
+
+    def _convolution(self, rank, filters, strides, name):
+        """One weight layer of a block: dense (2-D) or a convolution."""
+        if rank == 2:
+            return layers.Dense(
+                filters,
+                use_bias=not self.use_batch_norm,
+                dtype=self.dtype_policy,
+                name=f"dense_{name}",
+            )
+        convolutions = _SEPARABLE_CONVOLUTIONS if self.separable else _CONVOLUTIONS
+        return convolutions[rank](
+            filters,
+            self.kernel_size,
+            strides=strides,
+            padding="same",
+            use_bias=not self.use_batch_norm,
+            dtype=self.dtype_policy,
+            name=f"conv_{name}",
+        )
+
+    def _batch_norm(self, name):
+        return layers.BatchNormalization(
+            momentum=self.batch_norm_momentum,
+            dtype=self.dtype_policy,
+            name=name,
+        )
+
+    def _build_units(self, rank, shape, units):
+        """Builds `(filters, strides, name)` units: each a weight layer and,
+        with `use_batch_norm`, a batch norm. Returns `(layers, shape)`."""
+        built = []
+        for filters, strides, name in units:
+            main = self._convolution(rank, filters, strides, name)
+            main.build(shape)
+            shape = main.compute_output_shape(shape)
+            built.append(main)
+            if self.use_batch_norm:
+                norm = self._batch_norm(f"batch_norm_{name}")
+                norm.build(shape)
+                built.append(norm)
+        return built, shape
 
     def build(self, input_shape):
         rank = len(input_shape)
@@ -69,6 +124,19 @@ class HeadBottleneck(keras.layers.Layer):
                 "height, width, channels) or 5-D volumes. "
                 f"Received: input_shape={tuple(input_shape)}"
             )
+        if self.attention and rank != 4:
+            raise ValueError(
+                "attention=True needs 4-D images (batch, height, width, "
+                "channels): the gate is the authors' 2-D one. Use "
+                "attention=False for other ranks. Received: "
+                f"input_shape={tuple(input_shape)}, a {rank}-D input"
+            )
+        if self.attention and None in tuple(input_shape)[1:3]:
+            raise ValueError(
+                "attention=True needs a known height and width (the gate is "
+                "upsampled back to them). Received: "
+                f"input_shape={tuple(input_shape)}"
+            )
         channels = input_shape[-1]
         if channels is None:
             raise ValueError(
@@ -76,50 +144,85 @@ class HeadBottleneck(keras.layers.Layer):
                 f"Received: input_shape={tuple(input_shape)}"
             )
         shape = tuple(input_shape)
+        if self.attention:
+            # SepConv(channels -> channels, stride 2), then the official
+            # code's extra batch norm; upsampling has no weights.
+            gate, gate_shape = self._build_units(
+                rank,
+                shape,
+                [(channels, 2, "gate_a"), (channels, 1, "gate_b")],
+            )
+            self.gate.extend(gate)
+            if self.use_batch_norm:
+                norm = self._batch_norm("batch_norm_gate")
+                norm.build(gate_shape)
+                self.gate.append(norm)
+            self.gate_upsampling = layers.UpSampling2D(
+                2,
+                interpolation="bilinear",
+                dtype=self.dtype_policy,
+                name="upsample_gate",
+            )
         for index in range(self.num_downsampling):
             filters = self._block_width(index, channels)
-            if rank == 2:
-                main = layers.Dense(
-                    filters,
-                    use_bias=not self.use_batch_norm,
-                    dtype=self.dtype_policy,
-                    name=f"dense_{index}",
-                )
+            if self.block == "single":
+                units = [(filters, 2, f"{index}")]
             else:
-                convolutions = (
-                    _SEPARABLE_CONVOLUTIONS if self.separable else _CONVOLUTIONS
-                )
-                main = convolutions[rank](
-                    filters,
-                    self.kernel_size,
-                    strides=2,
-                    padding="same",
-                    use_bias=not self.use_batch_norm,
-                    dtype=self.dtype_policy,
-                    name=f"conv_{index}",
-                )
-            main.build(shape)
-            shape = main.compute_output_shape(shape)
-            block = [main]
-            if self.use_batch_norm:
-                norm = layers.BatchNormalization(
-                    momentum=self.batch_norm_momentum,
-                    dtype=self.dtype_policy,
-                    name=f"batch_norm_{index}",
-                )
-                norm.build(shape)
-                block.append(norm)
+                # The authors' SepConv: the first half downsamples and keeps
+                # the channels, the second changes them.
+                units = [(shape[-1], 2, f"{index}a"), (filters, 1, f"{index}b")]
+            block, shape = self._build_units(rank, shape, units)
             self.blocks.append(block)
         if rank > 2:
             self.pooling = _POOLINGS[rank](dtype=self.dtype_policy, name="pool")
 
+    def _apply_units(self, units, x, training):
+        step = 2 if self.use_batch_norm else 1
+        for start in range(0, len(units), step):
+            x = units[start](x)
+            if self.use_batch_norm:
+                x = units[start + 1](x, training=training)
+            x = self.activation(x)
+        return x
+
+    def attention_map(self, inputs, training=None):
+        """The attention gate's values, in (0, 1), one per input element.
+
+        `sigmoid(upsample_2x(act(BN(SepConv_stride2(inputs)))))`, cropped
+        to the input's height and width. With a ReLU activation the
+        sigmoid's argument is >= 0, so the values lie in [0.5, 1), as in
+        the authors' code.
+
+        Args:
+            inputs: tensor `(batch, height, width, channels)`.
+            training: bool. Training mode for batch normalisation.
+
+        Returns:
+            Tensor of the shape of `inputs`.
+        """
+        if not self.attention:
+            raise ValueError(
+                "attention_map needs a head built with attention=True. "
+                f"Received: attention={self.attention!r}"
+            )
+        convolutions = self.gate[:-1] if self.use_batch_norm else self.gate
+        x = self._apply_units(convolutions, inputs, training)
+        if self.use_batch_norm:
+            x = self.activation(self.gate[-1](x, training=training))
+        # Back to the input's size: bilinear upsampling by 2, as the
+        # authors' `nn.Upsample(scale_factor=2, mode="bilinear")`, cropped
+        # where an odd size was rounded up by the stride.
+        x = self.gate_upsampling(x)
+        return ops.sigmoid(x[:, : inputs.shape[1], : inputs.shape[2], :])
+
     def call(self, inputs, training=None):
         x = inputs
+        if self.attention:
+            gate = self.attention_map(inputs, training=training)
+            # Under mixed precision `inputs` may still be float32 here.
+            x = gate * ops.cast(inputs, gate.dtype)
         for block in self.blocks:
-            x = block[0](x)
-            if self.use_batch_norm:
-                x = block[1](x, training=training)
-            x = self.activation(x)
+            x = self._apply_units(block, x, training)
         if self.pooling is not None:
             x = self.pooling(x)
         return x
@@ -135,6 +238,8 @@ class HeadBottleneck(keras.layers.Layer):
                 "activation": keras.activations.serialize(self.activation),
                 "separable": self.separable,
                 "batch_norm_momentum": self.batch_norm_momentum,
+                "block": self.block,
+                "attention": self.attention,
             }
         )
         return config
@@ -161,6 +266,47 @@ class AuxiliaryHead(keras.layers.Layer):
     - 2-D feature vectors `(batch, features)`: each block is a dense layer,
       batch normalisation and an activation (there is nothing to downsample).
 
+    Two block structures, chosen by `block` (named for what a block holds,
+    so it composes with `separable`, which picks the kind of convolution):
+
+    - `"single"` (the default): per downsampling step one stride-2
+      convolution, batch norm and activation.
+    - `"double"`: the authors' `SepConv`, two per step: a stride-2
+      convolution that keeps the channels, batch norm, activation, then a
+      stride-1 convolution to the block's width, batch norm, activation. With
+      `separable=True` each convolution is depthwise `k x k` + pointwise
+      `1 x 1`, as in the official code. On 2-D features it is two dense
+      layers per block (the first keeps the input width).
+
+    `attention=True` adds the official code's sigmoid gate (4-D images only):
+    `G = sigmoid(upsample_2x(act(BN(SepConv_stride2(x)))))` with a
+    `SepConv` (two convolutions, as above) that keeps the channels, and the
+    blocks see `G * x`. The gate is part of `head.bottleneck`, so
+    `SelfDistillModel`'s features pass through it;
+    `head.bottleneck.attention_map(x)` returns `G`. With a ReLU activation
+    the sigmoid's argument is >= 0, so `G` lies in [0.5, 1): the gate can
+    halve a feature, never zero it (as in the official code).
+
+    The authors' head for a ResNet stage `s` of 4 is
+    `AuxiliaryHead(num_classes, block="double", attention=True,
+    num_downsampling=4 - s)` with `width=None` (channels doubling at each
+    step: 64 -> 128 -> 256 -> 512 on ResNet-18). On ResNet-18's 32x32x64
+    CIFAR map this bottleneck has 278,528 trainable parameters, the official
+    `attention1` + `scala1` count exactly. What differs from the official
+    code (pytorch-self-distillation-final, `resnet.py`):
+
+    - padding: Keras's `"same"` pads a stride-2, 3x3 convolution on an even
+      size by (0, 1), PyTorch's `padding=1` by (1, 1); the sampled pixels
+      shift by one (odd sizes agree);
+    - the gate is cropped back to odd input sizes (the official code only
+      runs on even ones), and needs a known height and width;
+    - initialisation is Keras's (Glorot uniform; PyTorch's code uses He
+      normal, fan-out), batch norm epsilon is Keras's 1e-3 (PyTorch 1e-5);
+    - the official heads pool with `AvgPool2d(4, 4)` on a 4x4 map; here
+      global average pooling, the same there and valid at any size;
+    - the official gate uses ReLU and this layer uses `activation` (ReLU by
+      default) everywhere.
+
     Args:
         num_classes: int. Number of classes; the logits' last axis.
         width: int or `None`. Channels (or units) of every block, and so the
@@ -183,6 +329,12 @@ class AuxiliaryHead(keras.layers.Layer):
             uses): a head's statistics must settle within the backbone's
             training run, and Keras's usual 0.99 left the heads' inference
             accuracy far behind their training accuracy on short runs.
+        block: str. `"single"` (one convolution per downsampling step) or
+            `"double"` (two, the authors' `SepConv`). Defaults to
+            `"single"`.
+        attention: bool. Gate the input with the authors' sigmoid attention
+            branch before the blocks; 4-D images of known size only.
+            Defaults to `False`.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -200,6 +352,10 @@ class AuxiliaryHead(keras.layers.Layer):
     inputs = keras.Input((28, 28, 1))
     x1 = keras.layers.Conv2D(16, 3, activation="relu")(inputs)
     head_logits = AuxiliaryHead(num_classes=10, name="head_1")(x1)
+    # The authors' head: two separable convolutions per step and the gate.
+    byot_logits = AuxiliaryHead(
+        num_classes=10, block="double", attention=True, name="head_2"
+    )(x1)
     ```
 
     References:
@@ -207,6 +363,9 @@ class AuxiliaryHead(keras.layers.Layer):
         Convolutional Neural Networks via Self Distillation", ICCV 2019,
         section 3.1 (bottleneck layers of the shallow classifiers).
         https://arxiv.org/abs/1905.08094
+        Official code: https://github.com/ArchipLab-LinfengZhang/
+        pytorch-self-distillation-final (`SepConv`, `scala*`,
+        `attention*` in `resnet.py`).
     """
 
     def __init__(
@@ -219,10 +378,22 @@ class AuxiliaryHead(keras.layers.Layer):
         activation="relu",
         separable=True,
         batch_norm_momentum=0.9,
+        block="single",
+        attention=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_integer("num_classes", num_classes, 1)
+        if not isinstance(block, str) or block not in BLOCKS:
+            raise ValueError(
+                f"`block` must be one of {', '.join(map(repr, BLOCKS))}. "
+                f"Received: block={block!r}"
+            )
+        if not isinstance(attention, bool):
+            raise ValueError(
+                "`attention` must be True or False. "
+                f"Received: attention={attention!r}"
+            )
         if isinstance(batch_norm_momentum, bool) or not isinstance(
             batch_norm_momentum, (int, float)
         ) or not 0.0 <= batch_norm_momentum < 1.0:
@@ -242,6 +413,8 @@ class AuxiliaryHead(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self.separable = bool(separable)
         self.batch_norm_momentum = float(batch_norm_momentum)
+        self.block = block
+        self.attention = attention
         self.bottleneck = None
         self.classifier = None
 
@@ -256,6 +429,8 @@ class AuxiliaryHead(keras.layers.Layer):
             activation=self.activation,
             separable=self.separable,
             batch_norm_momentum=self.batch_norm_momentum,
+            block=self.block,
+            attention=self.attention,
             dtype=self.dtype_policy,
             name=f"{self.name}_bottleneck",
         )
@@ -286,6 +461,8 @@ class AuxiliaryHead(keras.layers.Layer):
                 "activation": keras.activations.serialize(self.activation),
                 "separable": self.separable,
                 "batch_norm_momentum": self.batch_norm_momentum,
+                "block": self.block,
+                "attention": self.attention,
             }
         )
         return config
