@@ -468,6 +468,18 @@ BAD_INPUTS = [
         "Received: head_num_downsampling='max'",
     ),
     BadInput(
+        "SelfDistillModel.from_backbone", "head_block='triple'",
+        lambda tmp: self_distill(head_block="triple"),
+        ValueError, "`head_block` must be one of 'single', 'double'",
+        "Received: head_block='triple'",
+    ),
+    BadInput(
+        "SelfDistillModel.from_backbone", "head_attention='yes'",
+        lambda tmp: self_distill(head_attention="yes"),
+        ValueError, "`head_attention` must be True or False",
+        "Received: head_attention='yes'",
+    ),
+    BadInput(
         "SelfDistillModel.from_backbone", "the 0.1.0 name head_downsampling",
         lambda tmp: self_distill(head_downsampling=2),
         ValueError, "is now `head_num_downsampling`", "Received: head_downsampling=2",

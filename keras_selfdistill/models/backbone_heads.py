@@ -10,13 +10,21 @@ import difflib
 
 import keras
 
+from keras_selfdistill.layers.auxiliary_head import BLOCKS
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.graph import ancestor_tensors
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_integer
 
 
-def attach_heads(backbone, taps, head_width=None, head_num_downsampling="auto"):
+def attach_heads(
+    backbone,
+    taps,
+    head_width=None,
+    head_num_downsampling="auto",
+    head_block="single",
+    head_attention=False,
+):
     """Calls an `AuxiliaryHead` on the output of each tapped layer.
 
     Args:
@@ -26,6 +34,8 @@ def attach_heads(backbone, taps, head_width=None, head_num_downsampling="auto"):
         head_width: int or `None` (the width of the deepest classifier's
             features).
         head_num_downsampling: `"auto"` or int >= 0.
+        head_block: `"single"` or `"double"` (`AuxiliaryHead`'s `block`).
+        head_attention: bool (`AuxiliaryHead`'s `attention`).
 
     Returns:
         `(inputs, heads, output)`: the backbone's symbolic inputs (in the
@@ -37,6 +47,7 @@ def attach_heads(backbone, taps, head_width=None, head_num_downsampling="auto"):
     if head_width is not None:
         check_integer("head_width", head_width, 1)
     _check_num_downsampling(head_num_downsampling)
+    _check_head_block(head_block, head_attention)
     deepest_layer = producing_layer(output)
     deepest_map = _last_feature_map(backbone)
     ancestors = ancestor_tensors(output)
@@ -50,6 +61,8 @@ def attach_heads(backbone, taps, head_width=None, head_num_downsampling="auto"):
             num_classes=output.shape[-1],
             width=head_width or _features_width(deepest_layer),
             num_downsampling=num_downsampling,
+            block=head_block,
+            attention=head_attention,
             name=f"head_{index + 1}",
         )
         heads.append(head(tapped))
@@ -125,6 +138,19 @@ def _check_num_downsampling(value) -> None:
         raise ValueError(
             "`head_num_downsampling` must be 'auto' or an integer >= 0. "
             f"Received: head_num_downsampling={value!r}"
+        )
+
+
+def _check_head_block(block, attention) -> None:
+    if not isinstance(block, str) or block not in BLOCKS:
+        raise ValueError(
+            f"`head_block` must be one of {', '.join(map(repr, BLOCKS))}. "
+            f"Received: head_block={block!r}"
+        )
+    if not isinstance(attention, bool):
+        raise ValueError(
+            "`head_attention` must be True or False. "
+            f"Received: head_attention={attention!r}"
         )
 
 

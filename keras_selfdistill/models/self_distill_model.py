@@ -446,6 +446,8 @@ class SelfDistillModel(DistillationBase):
         taps,
         head_width=None,
         head_num_downsampling="auto",
+        head_block="single",
+        head_attention=False,
         alpha=0.3,
         temperature=3.0,
         feature_weight=0.03,
@@ -470,6 +472,12 @@ class SelfDistillModel(DistillationBase):
                 halves each tap's resolution until it reaches the resolution
                 of the last feature map before the classifier (at least 1).
                 Defaults to `"auto"`.
+            head_block: `"single"` or `"double"`: convolutions per
+                downsampling step of every head (`AuxiliaryHead`'s `block`;
+                `"double"` is the authors' SepConv). Defaults to `"single"`.
+            head_attention: bool. The authors' attention gate in every head
+                (`AuxiliaryHead`'s `attention`; 4-D images only). Defaults
+                to `False`.
             alpha: float in [0, 1]. See the class docstring.
             temperature: float > 0. See the class docstring.
             feature_weight: float >= 0. See the class docstring.
@@ -486,7 +494,12 @@ class SelfDistillModel(DistillationBase):
                 f"Received: head_downsampling={kwargs['head_downsampling']!r}"
             )
         backbone_inputs, heads, backbone_output = attach_heads(
-            backbone, taps, head_width, head_num_downsampling
+            backbone,
+            taps,
+            head_width,
+            head_num_downsampling,
+            head_block,
+            head_attention,
         )
         return cls(
             backbone_inputs,

@@ -382,6 +382,24 @@ def test_from_backbone_accepts_a_sequential_model():
     assert model.predict(np.zeros((2, 8, 8, 1)), verbose=0).shape == (2, NUM_CLASSES)
 
 
+def test_from_backbone_builds_the_authors_heads_when_asked(digits, tmp_path):
+    model = SelfDistillModel.from_backbone(
+        build_plain_backbone(), taps=["stage1"], head_block="double",
+        head_attention=True,
+    )
+    head = model.export_heads().get_layer("head_1")
+    assert (head.block, head.attention) == ("double", True)
+    model.compile(optimizer="adam")
+    model.fit(digits[0][:32], digits[1][:32], epochs=1, verbose=0)
+    path = tmp_path / "double.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        reloaded.predict_heads(digits[0][:8], verbose=0)[0],
+        model.predict_heads(digits[0][:8], verbose=0)[0], atol=1e-5,
+    )
+
+
 # -- bad input ---------------------------------------------------------------------- #
 
 
