@@ -2,7 +2,6 @@
 
 import copy
 import dataclasses
-import difflib
 
 import keras
 import numpy as np
@@ -19,6 +18,7 @@ from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
+from keras_selfdistill.validation import close_matches_hint
 
 _GLOBAL_POOLINGS = {
     3: keras.layers.GlobalAveragePooling1D,
@@ -623,13 +623,7 @@ def _unknown_tap_message(backbone, tap, taps):
                 "classifier), or build the backbone without nesting."
                 + received
             )
-    close = difflib.get_close_matches(tap, layer_names, n=5)
-    hint = (
-        f" Close matches: {close}."
-        if close
-        else f" Its layers are: {layer_names[:40]}"
-        + (" ..." if len(layer_names) > 40 else ".")
-    )
+    hint = close_matches_hint(tap, layer_names)
     return f"Layer '{tap}' is not in model '{backbone.name}'.{hint}" + received
 
 
