@@ -15,16 +15,20 @@ any seed loses more than 1.5 points.
 
 import argparse
 import os
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The digits loader is the tests' (the same data the test of this row uses).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from keras_selfdistill import AuxiliaryHead  # noqa: E402
 from keras_selfdistill import SelfDistillModel  # noqa: E402
-from keras_selfdistill.testing import load_digits_data  # noqa: E402
+from digits_data import load_digits_data  # noqa: E402
 
 #: name -> SelfDistillModel keyword arguments (None: the plain model).
 SETTINGS = {

@@ -19,7 +19,7 @@ and a check of the KD term on one seeded batch: numpy vs ours vs
 
 Data: the Debian package `dataset-fashion-mnist` (IDX files under
 /usr/share/datasets/fashion-mnist), read offline by
-`keras_selfdistill.datasets.load_fashion_mnist`.
+`examples/fashion_mnist.py`.
 
 Small run (a couple of minutes on 2 CPU cores):
 
@@ -31,6 +31,7 @@ Full run: `--seeds 5 --epochs 10 --samples 60000`.
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -38,9 +39,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+from fashion_mnist import DEBIAN_FASHION_MNIST_DIR  # noqa: E402
+from fashion_mnist import load_fashion_mnist  # noqa: E402
+
 from keras_selfdistill import losses  # noqa: E402
-from keras_selfdistill.datasets import DEBIAN_FASHION_MNIST_DIR  # noqa: E402
-from keras_selfdistill.datasets import load_fashion_mnist  # noqa: E402
 from keras_selfdistill.models.born_again import BornAgain  # noqa: E402
 from keras_selfdistill.models.distiller import Distiller  # noqa: E402
 

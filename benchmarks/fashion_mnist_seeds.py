@@ -27,7 +27,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 import fashion_mnist_demo as demo  # noqa: E402
 
-from keras_selfdistill import plots  # noqa: E402
+from keras_selfdistill.models.compute_cost import backbone_cost  # noqa: E402
+from keras_selfdistill.models.compute_cost import head_costs  # noqa: E402
+from keras_selfdistill.models.early_exit import anytime_curve_from_logits  # noqa: E402
 
 
 def accuracy(logits, labels):
@@ -83,8 +85,8 @@ def main(argv=None):
         rows.setdefault("self-distilled ensemble", []).append(
             accuracy(np.mean(np.stack(heads), axis=0), y_test)
         )
-        curve = plots.anytime_curve_from_logits(
-            heads, y_test, plots.head_costs(model), plots.backbone_cost(model)
+        curve = anytime_curve_from_logits(
+            heads, y_test, head_costs(model), backbone_cost(model)
         )
         print(f"seed {seed}: plain {rows['plain'][-1]:.4f}, served "
               f"{rows['self-distilled served'][-1]:.4f}", flush=True)

@@ -15,7 +15,7 @@ Then the per-step training time of each wrapper divided by one plain
 model's, measured on the same data in interleaved rounds (CPU, or whatever
 device Keras uses; `jit_compile` off unless `--jit`).
 
-Data: Fashion-MNIST through `keras_selfdistill.datasets.load_fashion_mnist`
+Data: Fashion-MNIST through `examples/fashion_mnist.py`
 (the Debian package `dataset-fashion-mnist`, read offline).
 
 Small run (a few minutes on 2 CPU cores; 16 steps per epoch, so the EMA
@@ -31,6 +31,7 @@ default momentum 0.99 averages over about 100 steps).
 import argparse
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -38,7 +39,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_selfdistill.datasets import load_fashion_mnist  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+from fashion_mnist import load_fashion_mnist  # noqa: E402
+
 from keras_selfdistill.models.ema_teacher import EMATeacher  # noqa: E402
 from keras_selfdistill.models.mutual_learning import MutualLearning  # noqa: E402
 from keras_selfdistill.models.self_ensemble import SelfEnsembleTeacher  # noqa: E402

@@ -75,7 +75,10 @@ import example_utils as utils  # noqa: E402
 
 from keras_selfdistill import AuxiliaryHead  # noqa: E402
 from keras_selfdistill import SelfDistillModel  # noqa: E402
-from keras_selfdistill import plots  # noqa: E402
+from keras_selfdistill.callbacks import PlotWriter  # noqa: E402
+from keras_selfdistill.models.compute_cost import backbone_cost  # noqa: E402
+from keras_selfdistill.models.compute_cost import head_costs  # noqa: E402
+from keras_selfdistill.models.early_exit import anytime_curve_from_logits  # noqa: E402
 
 #: Zhang et al. 2019, Table 1, ResNet18 on CIFAR-100: heads 1/4 to 4/4.
 PAPER_HEAD_ACCURACY = (0.6785, 0.7457, 0.7823, 0.7864)
@@ -128,7 +131,7 @@ def main(argv=None):
     model.compile(optimizer=utils.sgd(args), metrics=["accuracy"], **compile_options)
     callbacks = [utils.learning_rate_schedule(args)]
     if args.plots_dir:
-        callbacks.append(plots.PlotWriter(
+        callbacks.append(PlotWriter(
             args.plots_dir, anytime_data=(data.test_images, data.test_labels)
         ))
     timer = utils.Timer()
@@ -141,9 +144,9 @@ def main(argv=None):
     head_logits = model.predict_heads(data.test_images, verbose=0)
     head_accuracy = [utils.accuracy(logits, data.test_labels) for logits in head_logits]
     ensemble_accuracy = utils.accuracy(sum(head_logits), data.test_labels)
-    curve = plots.anytime_curve_from_logits(
-        head_logits, data.test_labels, plots.head_costs(model),
-        plots.backbone_cost(model), EXIT_THRESHOLDS,
+    curve = anytime_curve_from_logits(
+        head_logits, data.test_labels, head_costs(model),
+        backbone_cost(model), EXIT_THRESHOLDS,
     )
 
     rows = [

@@ -18,6 +18,7 @@ or `bash scripts/demo.sh` to install everything first.
 
 import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -26,9 +27,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fashion_mnist import fashion_mnist_source  # noqa: E402
+from fashion_mnist import load_fashion_mnist  # noqa: E402
+
 from keras_selfdistill import SelfDistillModel  # noqa: E402
-from keras_selfdistill.datasets import fashion_mnist_source  # noqa: E402
-from keras_selfdistill.datasets import load_fashion_mnist  # noqa: E402
 
 NUM_CLASSES = 10
 

@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import example_utils as utils  # noqa: E402
 
 from keras_selfdistill import MutualLearning  # noqa: E402
-from keras_selfdistill import plots  # noqa: E402
+from keras_selfdistill.callbacks import PlotWriter  # noqa: E402
 
 
 def parse_arguments(argv=None):
@@ -73,7 +73,7 @@ def main(argv=None):
     model.compile(optimizer=utils.sgd(args), metrics=["accuracy"], **compile_options)
     callbacks = [utils.learning_rate_schedule(args)]
     if args.plots_dir:
-        callbacks.append(plots.PlotWriter(args.plots_dir))
+        callbacks.append(PlotWriter(args.plots_dir))
     model.fit(
         data.train, epochs=args.epochs, validation_data=data.test,
         callbacks=callbacks, verbose=args.verbose,

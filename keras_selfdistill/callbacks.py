@@ -9,20 +9,30 @@ the assigning from a schedule, per epoch or per optimizer step, like
 `LinearSchedule` and `CosineSchedule` are the usual shapes (a warm-up of
 `alpha`, DINO's momentum from 0.996 to 1), and `MomentumScheduler` is the
 DINO momentum schedule for `EMATeacher` in one line.
+
+`PlotWriter` writes the per-head accuracy curves and the anytime curve
+(`keras_selfdistill.plots`) as PNG files when `fit` ends.
 """
 
 import copy
 import math
+import os
 
 import keras
 
 from keras_selfdistill.models.hyperparameters import hyperparameter_names
 from keras_selfdistill.models.hyperparameters import hyperparameter_value
+from keras_selfdistill import plots
+from keras_selfdistill.models import early_exit
 from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_number
 from keras_selfdistill.validation import check_unit_interval
 
 _PERIODS = ("epoch", "step")
+
+#: Files `PlotWriter` writes in its directory.
+HEAD_ACCURACY_FILENAME = "head_accuracy.png"
+ANYTIME_FILENAME = "anytime_curve.png"
 
 
 def _check_finite(name, value):
@@ -312,3 +322,102 @@ class MomentumScheduler(_RampConfig, HyperparameterScheduler):
             total_steps = epochs * steps
         self.schedule = CosineSchedule(self.start, self.end, total_steps)
         super().on_train_begin(logs)
+
+
+class PlotWriter(keras.callbacks.Callback):
+    """Writes the per-head accuracy curves (and the anytime curve) as PNGs.
+
+    Records every epoch's logs and, when `fit` ends, writes
+    `<directory>/head_accuracy.png` (`plots.plot_head_accuracy`) and, if
+    `anytime_data` is given and the model has several heads
+    (`SelfDistillModel`), `<directory>/anytime_curve.png`
+    (`plots.plot_anytime_curve` of `early_exit.anytime_curve` on that
+    data). matplotlib is checked at
+    construction, so a missing install fails before training, not after.
+
+    Args:
+        directory: str or path-like. Where the files go (created if
+            missing).
+        anytime_data: `(x, labels)` or `None`. Inputs and labels for the
+            anytime curve, e.g. the validation set. Defaults to `None` (no
+            anytime curve).
+        thresholds: sequence of floats in [0, 1]. Thresholds of the anytime
+            curve. Defaults to `early_exit.DEFAULT_THRESHOLDS`.
+        metric: str. The metric of the per-head curves. Defaults to
+            `"accuracy"`.
+        batch_size: int. Batch size of the anytime curve's prediction pass
+            (ignored for a dataset). Defaults to `256`.
+
+    Attributes:
+        written_paths: list of str. The files written by the last `fit`.
+
+    Example:
+
+    ```python
+    model.fit(x_train, y_train, epochs=30, validation_data=(x_val, y_val),
+              callbacks=[PlotWriter("plots", anytime_data=(x_val, y_val))])
+    # plots/head_accuracy.png, plots/anytime_curve.png
+    ```
+    """
+
+    def __init__(
+        self,
+        directory,
+        anytime_data=None,
+        thresholds=early_exit.DEFAULT_THRESHOLDS,
+        metric: str = "accuracy",
+        batch_size: int = 256,
+    ):
+        super().__init__()
+        try:
+            directory = os.fspath(directory)
+        except TypeError:
+            raise ValueError(
+                "`directory` must be a path (str or os.PathLike). Received: "
+                f"directory={directory!r}"
+            ) from None
+        if anytime_data is not None and (
+            not isinstance(anytime_data, (list, tuple)) or len(anytime_data) != 2
+        ):
+            raise ValueError(
+                "`anytime_data` must be a pair (x, labels) or None. Received: "
+                f"anytime_data of type {type(anytime_data).__name__}"
+            )
+        thresholds = tuple(thresholds)
+        for threshold in thresholds:
+            check_unit_interval("threshold", threshold)
+        plots.require_matplotlib()
+        self.directory = directory
+        self.anytime_data = anytime_data
+        self.thresholds = thresholds
+        self.metric = metric
+        self.batch_size = batch_size
+        self.written_paths = []
+        self._logs = {}
+
+    def on_train_begin(self, logs=None):
+        self._logs = {}
+        self.written_paths = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self._logs.setdefault(key, []).append(float(value))
+
+    def on_train_end(self, logs=None):
+        if not self._logs:
+            return
+        os.makedirs(self.directory, exist_ok=True)
+        served = getattr(self.model, "served_head_name", None)
+        path = os.path.join(self.directory, HEAD_ACCURACY_FILENAME)
+        plots.plot_head_accuracy(
+            self._logs, path, metric=self.metric, served_name=served
+        )
+        self.written_paths.append(path)
+        if self.anytime_data is not None and hasattr(self.model, "predict_heads"):
+            x, labels = self.anytime_data
+            curve = early_exit.anytime_curve(
+                self.model, x, labels, self.thresholds, batch_size=self.batch_size
+            )
+            path = os.path.join(self.directory, ANYTIME_FILENAME)
+            plots.plot_anytime_curve(curve, path)
+            self.written_paths.append(path)

@@ -18,19 +18,12 @@ import math
 from keras import ops
 
 from keras_selfdistill.validation import check_non_negative
+from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
 
 
 def _as_float32(x):
     return ops.cast(x, "float32")
-
-
-def _check_temperature(temperature):
-    if isinstance(temperature, (int, float)) and temperature <= 0:
-        raise ValueError(
-            "`temperature` must be a number > 0. "
-            f"Received: temperature={temperature}"
-        )
 
 
 def _check_python_number(check, name, value):
@@ -155,7 +148,7 @@ def softened_kl_divergence(
         Hinton, Vinyals, Dean. "Distilling the Knowledge in a Neural
         Network", 2015. https://arxiv.org/abs/1503.02531
     """
-    _check_temperature(temperature)
+    _check_python_number(check_positive, "temperature", temperature)
     temperature = _as_float32(temperature)
     teacher_logits = ops.stop_gradient(_as_float32(teacher_logits))
     student_logits = _as_float32(student_logits)

@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from keras_selfdistill import losses
+from keras_selfdistill.compat import set_metric_direction
 
 _ACCURACY_NAMES = ("accuracy", "acc")
 _CROSS_ENTROPY_NAMES = ("crossentropy", "ce")
@@ -36,13 +37,12 @@ def class_accuracy(labels, logits):
 def with_direction(metric, direction):
     """Marks which way `metric` improves (`"up"` or `"down"`).
 
-    `_direction` is the attribute Keras's own metrics carry and its
-    `mode="auto"` monitors read; `DistillationBase.fit` hands it to
+    Keras's `mode="auto"` monitors read the direction only from metrics that
+    `compile` built; `DistillationBase.fit` hands it on to
     `ModelCheckpoint`/`EarlyStopping`, which cannot find these metrics
-    themselves.
+    themselves. See `compat.set_metric_direction`.
     """
-    metric._direction = direction
-    return metric
+    return set_metric_direction(metric, direction)
 
 
 def _metric_from_spec(spec, name=None):

@@ -4,6 +4,7 @@ Each check raises `ValueError` with the argument's name, what is allowed and
 what was received, in the Keras style ("... Received: alpha=1.5").
 """
 
+import difflib
 import math
 
 
@@ -54,3 +55,23 @@ def check_integer(name, value, minimum) -> None:
         raise ValueError(
             f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}"
         )
+
+
+def close_matches_hint(name, names, limit: int = 40) -> str:
+    """The end of an "unknown name" message: close matches, else the names.
+
+    Args:
+        name: the name that was not found (any value; read as a string).
+        names: list of str. The names that exist, in their usual order.
+        limit: int. How many names to list when none is close. Defaults to
+            `40`.
+
+    Returns:
+        A str starting with a space, e.g. `" Close matches: ['stage1']."` or
+        `" Its layers are: ['input', 'dense']."`.
+    """
+    close = difflib.get_close_matches(str(name), list(names), n=5)
+    if close:
+        return f" Close matches: {close}."
+    more = " ..." if len(names) > limit else "."
+    return f" Its layers are: {list(names)[:limit]}{more}"

@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from keras_selfdistill.testing import load_digits_data  # noqa: E402
+from digits_data import load_digits_data  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -47,7 +47,7 @@ class StepLosses:
 
 
 def digits():
-    from keras_selfdistill.testing import load_digits_data
+    from digits_data import load_digits_data
 
     images, labels = load_digits_data()
     count = GLOBAL_BATCH * STEPS

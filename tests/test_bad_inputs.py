@@ -1266,7 +1266,21 @@ BAD_INPUTS = [
     BadInput(
         "losses.softened_kl_divergence", "temperature 0",
         lambda tmp: losses.softened_kl_divergence(np.zeros((2, 3)), np.zeros((2, 3)), 0.0),
-        ValueError, "`temperature` must be a number > 0", "Received: temperature=0.0",
+        ValueError, "`temperature` must be > 0", "Received: temperature=0.0",
+    ),
+    BadInput(
+        "losses.softened_kl_divergence", "temperature NaN",
+        lambda tmp: losses.softened_kl_divergence(
+            np.zeros((2, 3)), np.zeros((2, 3)), float("nan")
+        ),
+        ValueError, "`temperature` must be > 0", "Received: temperature=nan",
+    ),
+    BadInput(
+        "losses.softened_kl_divergence", "temperature infinite",
+        lambda tmp: losses.softened_kl_divergence(
+            np.zeros((2, 3)), np.zeros((2, 3)), float("inf")
+        ),
+        ValueError, "`temperature` must be finite", "Received: temperature=inf",
     ),
     BadInput(
         "losses.distillation_objective", "alpha above 1",

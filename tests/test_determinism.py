@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_selfdistill import SelfDistillModel
-from keras_selfdistill.testing import load_digits_data
+from digits_data import load_digits_data
 
 tf.config.experimental.enable_op_determinism()
 images, labels = load_digits_data(64)
@@ -56,7 +56,13 @@ def test_two_seeded_runs_give_identical_weights():
     result = subprocess.run(
         [sys.executable, "-c", SEEDED_RUNS],
         capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, KERAS_BACKEND="tensorflow"),
+        # tests/ on the path, for the digits loader.
+        env=dict(
+            os.environ, KERAS_BACKEND="tensorflow",
+            PYTHONPATH=os.pathsep.join(
+                filter(None, [os.path.dirname(__file__), os.environ.get("PYTHONPATH")])
+            ),
+        ),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     first, second, other_seed = result.stdout.split()[-3:]

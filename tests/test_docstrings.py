@@ -1,7 +1,8 @@
 """Every public symbol has a docstring (the API reference is built from them).
 
-Public: every name in `keras_selfdistill.__all__`; for a module there, every
-class and function it defines whose name has no leading underscore; for a
+Public: every name in `keras_selfdistill.__all__`; for a module there (and
+for the model-side modules in `PUBLIC_MODULES`), every class and function it
+defines whose name has no leading underscore; for a
 class, every public method and property defined by a class of this package
 (methods inherited from Keras carry Keras's documentation). A method
 overriding a documented one inherits its docstring (`inspect.getdoc`).
@@ -17,8 +18,12 @@ import types
 import pytest
 
 import keras_selfdistill
+from keras_selfdistill.models import compute_cost
+from keras_selfdistill.models import early_exit
 
 PACKAGE = keras_selfdistill.__name__
+#: Public modules that `keras_selfdistill.__all__` does not list.
+PUBLIC_MODULES = (compute_cost, early_exit)
 KERAS_PROTOCOL_METHODS = frozenset({
     "build",
     "call",
@@ -49,6 +54,8 @@ def public_symbols():
         symbols.append((f"{PACKAGE}.{name}", member))
         if isinstance(member, types.ModuleType):
             symbols.extend(_defined_here(member))
+    for module in PUBLIC_MODULES:
+        symbols.extend(_defined_here(module))
     classes = [(name, member) for name, member in symbols if inspect.isclass(member)]
     for class_name, cls in classes:
         for name in sorted(dir(cls)):
@@ -71,7 +78,8 @@ def test_public_symbols_are_found():
     assert f"{PACKAGE}.SelfDistillModel" in names
     assert f"{PACKAGE}.SelfDistillModel.predict_early_exit" in names
     assert f"{PACKAGE}.losses.softened_kl_divergence" in names
-    assert f"{PACKAGE}.plots.PlotWriter" in names
+    assert f"{PACKAGE}.callbacks.PlotWriter" in names
+    assert f"{PACKAGE}.models.early_exit.anytime_curve" in names
     assert f"{PACKAGE}.BornAgain.models" in names  # A property.
 
 

@@ -9,6 +9,7 @@ a scalar function of a batch; every edge case runs over the whole table.
 import keras
 import numpy as np
 import pytest
+import numpy_references
 from backend_utils import gradients
 from hypothesis import given
 from hypothesis import settings
@@ -16,7 +17,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from keras_selfdistill import losses
-from keras_selfdistill import testing
 
 NUM_CLASSES = 5
 NUM_HEADS = 3
@@ -198,10 +198,10 @@ def close(actual, expected):
 def test_softened_kl_and_cross_entropy_match_numpy(batch, temperature, squared):
     labels, logits, _, _ = batch
     close(losses.cross_entropy(labels, logits[0]),
-          testing.numpy_cross_entropy(labels, logits[0]))
+          numpy_references.numpy_cross_entropy(labels, logits[0]))
     close(
         losses.softened_kl_divergence(logits[1], logits[0], temperature, squared),
-        testing.numpy_softened_kl(logits[1], logits[0], temperature, squared)
+        numpy_references.numpy_softened_kl(logits[1], logits[0], temperature, squared)
     )
 
 
@@ -210,8 +210,8 @@ def test_softened_kl_and_cross_entropy_match_numpy(batch, temperature, squared):
 def test_distillation_objective_matches_numpy(batch, temperature, alpha):
     labels, logits, _, _ = batch
     terms = losses.distillation_objective(labels, logits[0], logits[1], alpha, temperature)
-    expected = (1 - alpha) * testing.numpy_cross_entropy(labels, logits[0]) + (
-        alpha * testing.numpy_softened_kl(logits[1], logits[0], temperature)
+    expected = (1 - alpha) * numpy_references.numpy_cross_entropy(labels, logits[0]) + (
+        alpha * numpy_references.numpy_softened_kl(logits[1], logits[0], temperature)
     )
     close(terms["total"], expected)
 
@@ -221,7 +221,7 @@ def test_distillation_objective_matches_numpy(batch, temperature, alpha):
 def test_feature_distance_matches_numpy(batch):
     _, _, features, _ = batch
     close(losses.feature_distance(features[0], features[1]),
-          testing.numpy_feature_distance(features[0], features[1]))
+          numpy_references.numpy_feature_distance(features[0], features[1]))
 
 
 @PROPERTY_SETTINGS
@@ -232,7 +232,7 @@ def test_self_distillation_loss_matches_numpy(batch, temperature, alpha, feature
         labels, logits, features, alpha=alpha, temperature=temperature,
         feature_weight=feature_weight, sample_weight=weights,
     )
-    expected = testing.numpy_self_distillation_loss(
+    expected = numpy_references.numpy_self_distillation_loss(
         labels, logits, features, alpha, temperature, feature_weight,
         sample_weight=weights,
     )
@@ -246,7 +246,7 @@ def test_mutual_learning_loss_matches_numpy(batch, temperature, alpha):
     terms = losses.mutual_learning_loss(
         labels, logits, alpha=alpha, temperature=temperature, sample_weight=weights
     )
-    expected = testing.numpy_mutual_learning_loss(
+    expected = sum(numpy_references.numpy_mutual_learning_loss(
         labels, logits, alpha, temperature, sample_weight=weights
-    )
+    ))
     close(terms["total"], expected)

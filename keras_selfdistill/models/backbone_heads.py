@@ -6,8 +6,6 @@ weights, and the backbone's output stays the deepest classifier. Every check
 here names the wrong value and what would work.
 """
 
-import difflib
-
 import keras
 
 from keras_selfdistill.layers.auxiliary_head import BLOCKS
@@ -15,6 +13,7 @@ from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.graph import ancestor_tensors
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_integer
+from keras_selfdistill.validation import close_matches_hint
 
 
 def attach_heads(
@@ -177,13 +176,7 @@ def _unknown_tap_message(backbone, tap, taps):
                 "classifier), or build the backbone without nesting."
                 + received
             )
-    close = difflib.get_close_matches(tap, layer_names, n=5)
-    hint = (
-        f" Close matches: {close}."
-        if close
-        else f" Its layers are: {layer_names[:40]}"
-        + (" ..." if len(layer_names) > 40 else ".")
-    )
+    hint = close_matches_hint(tap, layer_names)
     return f"Layer '{tap}' is not in model '{backbone.name}'.{hint}" + received
 
 

@@ -1,7 +1,6 @@
 """`Distiller`: a trained teacher teaches a student, in plain `model.fit`."""
 
 import copy
-import difflib
 
 import keras
 
@@ -11,6 +10,7 @@ from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.graph import check_outputs_logits
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_non_negative
+from keras_selfdistill.validation import close_matches_hint
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
 
@@ -101,13 +101,7 @@ def logits_output(model, role: str):
 def _layer_output(model, layer_name, role):
     layer_names = [layer.name for layer in model.layers]
     if not isinstance(layer_name, str) or layer_name not in layer_names:
-        close = difflib.get_close_matches(str(layer_name), layer_names, n=5)
-        hint = (
-            f" Close matches: {close}."
-            if close
-            else f" Its layers are: {layer_names[:40]}"
-            + (" ..." if len(layer_names) > 40 else ".")
-        )
+        hint = close_matches_hint(layer_name, layer_names)
         raise ValueError(
             f"Layer {layer_name!r} is not in the {role} '{model.name}'.{hint}"
         )

@@ -3,6 +3,9 @@ is computed from, and is it probabilities or logits."""
 
 import keras
 
+from keras_selfdistill.compat import tensor_parents
+from keras_selfdistill.compat import tensor_producer
+
 
 def producing_layer(tensor):
     """The layer whose call produced the symbolic `tensor`.
@@ -13,15 +16,13 @@ def producing_layer(tensor):
     Returns:
         The producing `keras.layers.Layer`.
     """
-    # `_keras_history` is how every Keras 3 functional graph records which
-    # layer made a symbolic tensor; there is no public accessor for it.
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
+    layer = tensor_producer(tensor)
+    if layer is None:
         raise ValueError(
             "Every output must be a symbolic tensor made by a Keras layer "
             f"(functional API). Received: {tensor!r}"
         )
-    return history[0]
+    return layer
 
 
 def outputs_probabilities(layer) -> bool:
@@ -66,9 +67,6 @@ def ancestor_tensors(tensor):
     Returns:
         A list of `KerasTensor`s, each once, `tensor` first.
     """
-    # The walk reads the same private graph records as `producing_layer`
-    # (`_keras_history` and the producing layer's `_inbound_nodes`): Keras 3
-    # has no public accessor for a tensor's parents.
     found, stack, seen = [], [tensor], set()
     while stack:
         current = stack.pop()
@@ -76,10 +74,5 @@ def ancestor_tensors(tensor):
             continue
         seen.add(id(current))
         found.append(current)
-        history = getattr(current, "_keras_history", None)
-        if history is None or history[0] is None:
-            continue
-        operation, node_index = history[0], history[1]
-        node = operation._inbound_nodes[node_index]
-        stack.extend(node.input_tensors)
+        stack.extend(tensor_parents(current))
     return found

@@ -1,7 +1,6 @@
 """`SelfDistillModel`: Be Your Own Teacher in plain `model.fit`."""
 
 import copy
-import dataclasses
 
 import keras
 import numpy as np
@@ -11,6 +10,7 @@ from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.backbone_heads import attach_heads
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.graph import check_outputs_logits
+from keras_selfdistill.models.early_exit import early_exit_predictions
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.validation import check_non_negative
@@ -22,24 +22,6 @@ _GLOBAL_POOLINGS = {
     4: keras.layers.GlobalAveragePooling2D,
     5: keras.layers.GlobalAveragePooling3D,
 }
-
-
-@dataclasses.dataclass
-class EarlyExitPredictions:
-    """What `SelfDistillModel.predict_early_exit` returns.
-
-    Attributes:
-        logits: array `(samples, num_classes)`. For every sample, the logits
-            of the head it exited at.
-        exit_heads: int array `(samples,)`. Index (0 = shallowest) of the
-            head each sample exited at.
-        exit_fractions: list of floats, one per head, shallow to deep: the
-            fraction of samples that exited there. Sums to 1.
-    """
-
-    logits: np.ndarray
-    exit_heads: np.ndarray
-    exit_fractions: list
 
 
 def _layer_input_features(layer, name):
@@ -419,21 +401,10 @@ class SelfDistillModel(DistillationBase):
             An `EarlyExitPredictions` with the exiting head's logits, the exit
             head index per sample and the fraction of samples per head.
         """
+        # Checked before the prediction pass, not after it.
         check_unit_interval("threshold", threshold)
         head_logits = np.stack(self.predict_heads(x, **predict_kwargs))
-        shifted = head_logits - head_logits.max(axis=-1, keepdims=True)
-        probabilities = np.exp(shifted)
-        probabilities /= probabilities.sum(axis=-1, keepdims=True)
-        confident = probabilities.max(axis=-1) >= threshold
-        confident[-1] = True
-        exit_heads = np.argmax(confident, axis=0)
-        samples = np.arange(head_logits.shape[1])
-        fractions = np.bincount(exit_heads, minlength=len(head_logits))
-        return EarlyExitPredictions(
-            logits=head_logits[exit_heads, samples],
-            exit_heads=exit_heads,
-            exit_fractions=(fractions / len(exit_heads)).tolist(),
-        )
+        return early_exit_predictions(head_logits, threshold)
 
     # ------------------------------------------------------------------ #
     # Construction from an existing model, and serialization.

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from backend_utils import gradients
 from backend_utils import requires_xla
+from numpy_references import numpy_log_softmax
 
 from keras_selfdistill.models.distiller import Distiller
 from keras_selfdistill.testing import run_model_saving_test
@@ -22,11 +23,6 @@ def make_classifier(width, name, batch_norm=False, num_classes=10, shape=(8, 8, 
         x = keras.layers.BatchNormalization(name="hidden_norm")(x)
     logits = keras.layers.Dense(num_classes, name="logits")(x)
     return keras.Model(inputs, logits, name=name)
-
-
-def numpy_log_softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def numpy_terms(labels, student_logits, teacher_logits, temperature):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 from backend_utils import JIT_COMPILE
+from numpy_references import numpy_log_softmax
 
 from keras_selfdistill.callbacks import CosineSchedule
 from keras_selfdistill.callbacks import MomentumScheduler
@@ -66,12 +67,6 @@ def assert_weights_close(actual, expected, atol=1e-6):
     assert len(actual) == len(expected)
     for got, want in zip(actual, expected):
         np.testing.assert_allclose(got, want, atol=atol, rtol=1e-5)
-
-
-def numpy_log_softmax(logits):
-    logits = np.asarray(logits, dtype="float64")
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 # --------------------------------------------------------------------- #

@@ -7,6 +7,9 @@ from backend_utils import JIT_COMPILE
 from backend_utils import gradients
 from backend_utils import requires_xla
 from backend_utils import tensorflow_pass_only
+from numpy_references import numpy_log_softmax
+from numpy_references import numpy_self_distillation_loss
+from numpy_references import numpy_softened_kl
 
 from keras_selfdistill import AuxiliaryHead
 from keras_selfdistill import SelfDistillModel
@@ -142,14 +145,14 @@ def test_evaluated_loss_matches_a_numpy_hand_computation(digits, jit_compile):
     model = build_digits_model(alpha=0.4, temperature=2.5, feature_weight=0.05)
     model.compile(jit_compile=jit_compile)
     logits, features = numpy_outputs(model, images)
-    expected = testing.numpy_self_distillation_loss(
+    expected = numpy_self_distillation_loss(
         labels, logits, features, alpha=0.4, temperature=2.5, feature_weight=0.05,
         squared=False,
     )
     result = model.evaluate(images, labels, batch_size=32, verbose=0, return_dict=True)
     assert result["loss"] == pytest.approx(expected, rel=1e-4)
     expected_kl = sum(
-        testing.numpy_softened_kl(logits[-1], z, 2.5, squared=False).mean() for z in logits[:-1]
+        numpy_softened_kl(logits[-1], z, 2.5, squared=False).mean() for z in logits[:-1]
     )
     assert result["distillation_loss"] == pytest.approx(expected_kl, rel=1e-4, abs=1e-6)
 
@@ -160,7 +163,7 @@ def test_sample_weight_weights_every_term(digits):
     model = build_digits_model()
     model.compile()
     logits, features = numpy_outputs(model, images)
-    expected = testing.numpy_self_distillation_loss(
+    expected = numpy_self_distillation_loss(
         labels, logits, features, 0.3, 3.0, 0.03, sample_weight=weights, squared=False
     )
     result = model.evaluate(images, labels, sample_weight=weights, batch_size=32,
@@ -185,7 +188,7 @@ def test_changing_alpha_reaches_the_compiled_step(digits):
     model.evaluate(images, labels, verbose=0)  # Traces and compiles the step.
     model.alpha = 0.9
     logits, features = numpy_outputs(model, images)
-    expected = testing.numpy_self_distillation_loss(
+    expected = numpy_self_distillation_loss(
         labels, logits, features, 0.9, 3.0, 0.03, squared=False
     )
     result = model.evaluate(images, labels, verbose=0, return_dict=True)
@@ -202,7 +205,7 @@ def test_weight_regularizers_are_added_to_the_loss(digits):
     model.compile()
     logits_np, features = numpy_outputs(model, images)
     kernel = keras.ops.convert_to_numpy(model.network.get_layer("conv").kernel)
-    expected = testing.numpy_self_distillation_loss(
+    expected = numpy_self_distillation_loss(
         labels, logits_np, features, 0.3, 3.0, 0.03, squared=False
     ) + float((kernel.astype("float64") ** 2).sum())
     result = model.evaluate(images, labels, batch_size=16, verbose=0, return_dict=True)
@@ -274,7 +277,7 @@ def test_early_exit_stops_at_the_first_confident_head(trained, digits):
     model, _ = trained
     images = digits[0][:200]
     heads = np.stack(model.predict_heads(images, verbose=0))
-    probabilities = np.exp(testing.numpy_log_softmax(heads))
+    probabilities = np.exp(numpy_log_softmax(heads))
     result = model.predict_early_exit(images, threshold=0.8, verbose=0)
     for sample in range(len(images)):
         confident = np.flatnonzero(probabilities[:-1, sample].max(-1) >= 0.8)

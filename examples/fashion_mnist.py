@@ -1,5 +1,8 @@
 """Offline Fashion-MNIST: the demo's and the benchmarks' real data.
 
+Not part of the installed library: `examples/fashion_mnist_demo.py` imports
+it from this folder, and the benchmarks put this folder on their path.
+
 Debian's `dataset-fashion-mnist` package ships the original Fashion-MNIST
 files (MIT licence) in `/usr/share/datasets/fashion-mnist/`; reading them
 needs no network. Where they are absent (a laptop, Colab), the loader falls

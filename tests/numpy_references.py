@@ -1,0 +1,106 @@
+"""Reference implementations in plain numpy (float64), for hand-checking the
+loss module and every model's loss.
+
+Test code only: the library itself computes with `keras.ops`.
+"""
+
+import numpy as np
+
+
+def numpy_log_softmax(logits):
+    """`log softmax(logits)` along the last axis, in float64."""
+    logits = np.asarray(logits, dtype="float64")
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def numpy_cross_entropy(labels, logits):
+    """Per-sample cross-entropy from logits; integer or one-hot labels."""
+    log_probs = numpy_log_softmax(logits)
+    labels = np.asarray(labels)
+    if labels.ndim == log_probs.ndim and labels.shape[-1] == log_probs.shape[-1]:
+        return -(labels * log_probs).sum(axis=-1)
+    class_ids = labels.reshape(-1).astype(int)
+    return -log_probs[np.arange(len(class_ids)), class_ids]
+
+
+def numpy_softened_kl(teacher_logits, student_logits, temperature, squared=True):
+    """Per-sample `KL(softmax(t/T) || softmax(s/T)) [* T^2]`."""
+    teacher = numpy_log_softmax(np.asarray(teacher_logits) / temperature)
+    student = numpy_log_softmax(np.asarray(student_logits) / temperature)
+    kl = (np.exp(teacher) * (teacher - student)).sum(axis=-1)
+    return kl * temperature**2 if squared else kl
+
+
+def numpy_feature_distance(student_features, teacher_features):
+    """Per-sample squared L2 distance."""
+    difference = np.asarray(student_features, "float64") - np.asarray(
+        teacher_features, "float64"
+    )
+    return (difference.reshape(len(difference), -1) ** 2).sum(axis=-1)
+
+
+def numpy_self_distillation_loss(
+    labels,
+    head_logits,
+    head_features,
+    alpha,
+    temperature,
+    feature_weight,
+    sample_weight=None,
+    squared=True,
+):
+    """Be Your Own Teacher's total loss, written out term by term.
+
+    Returns:
+        A float: the batch mean (weighted as Keras does) of
+        `CE(y, z_C) + sum_{i<C} (1-a) CE(y, z_i) + a T^2 KL(z_C || z_i)
+        + lambda ||F_i - F_C||^2`.
+    """
+    deepest = head_logits[-1]
+    per_sample = numpy_cross_entropy(labels, deepest)
+    for index, logits in enumerate(head_logits[:-1]):
+        per_sample = per_sample + (1 - alpha) * numpy_cross_entropy(labels, logits)
+        per_sample = per_sample + alpha * numpy_softened_kl(
+            deepest, logits, temperature, squared
+        )
+        if head_features is not None:
+            per_sample = per_sample + feature_weight * numpy_feature_distance(
+                head_features[index], head_features[-1]
+            )
+    if sample_weight is not None:
+        per_sample = per_sample * np.asarray(sample_weight).reshape(-1)
+    return float(per_sample.mean())
+
+
+def numpy_mutual_learning_loss(
+    labels, peer_logits, alpha, temperature, sample_weight=None, squared=True
+):
+    """Deep mutual learning's loss with `K` peers, term by term, per peer.
+
+    Returns:
+        A list of floats, one per peer: the batch mean of `(1-a) CE(y, z_i)
+        + a T^2 KL(p_bar_i || softmax(z_i/T))`, `p_bar_i` the mean of the
+        other peers' softened predictions. The model's loss is their sum.
+    """
+    probabilities = [
+        np.exp(numpy_log_softmax(np.asarray(z, "float64") / temperature))
+        for z in peer_logits
+    ]
+    weights = (
+        np.ones(len(np.asarray(peer_logits[0])))
+        if sample_weight is None
+        else np.asarray(sample_weight, "float64").reshape(-1)
+    )
+    totals = []
+    for index, logits in enumerate(peer_logits):
+        teacher = np.mean(
+            [p for other, p in enumerate(probabilities) if other != index], axis=0
+        )
+        student = numpy_log_softmax(np.asarray(logits, "float64") / temperature)
+        kl = (teacher * (np.log(teacher) - student)).sum(axis=-1)
+        if squared:
+            kl = kl * temperature**2
+        per_sample = (1 - alpha) * numpy_cross_entropy(labels, logits) + alpha * kl
+        totals.append(float((per_sample * weights).mean()))
+    return totals
