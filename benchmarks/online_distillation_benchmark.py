@@ -165,7 +165,7 @@ def run_seed(seed, train, test, args):
         }[name]
         results[f"{label}: student"] = accuracy(model.student, x_test, y_test)
         results[f"{label}: teacher"] = accuracy(
-            model.teacher_model(), x_test, y_test
+            model.export_teacher(), x_test, y_test
         )
     return results
 

@@ -287,7 +287,7 @@ def self_distillation_loss(
     temperature=3.0,
     feature_weight=0.03,
     sample_weight=None,
-    scale_by_temperature_squared: bool = True,
+    scale_by_temperature_squared: bool = False,
 ):
     """Be Your Own Teacher: the deepest classifier teaches the shallower ones.
 
@@ -295,10 +295,12 @@ def self_distillation_loss(
     `F_i`, the loss is
 
     `L = CE(y, z_C) + sum_{i<C} [ (1 - alpha) * CE(y, z_i)
-         + alpha * T^2 * KL(softmax(z_C/T) || softmax(z_i/T))
+         + alpha * s * KL(softmax(z_C/T) || softmax(z_i/T))
          + feature_weight * ||F_i - F_C||^2 ]`
 
-    each term averaged over the batch (`weighted_batch_mean`). The deepest
+    with `s = T^2` when `scale_by_temperature_squared` (Hinton's scaling)
+    and `s = 1` otherwise (the paper's equation, and `SelfDistillModel`'s
+    default), each term averaged over the batch (`weighted_batch_mean`). The deepest
     head learns from the labels only; its logits and features are targets
     (`stop_gradient`), so the KL and feature terms move only the shallow
     heads and the layers beneath them.
@@ -315,7 +317,8 @@ def self_distillation_loss(
         feature_weight: float >= 0 or scalar tensor (lambda in the paper).
             Defaults to `0.03`.
         sample_weight: optional tensor `(batch,)`.
-        scale_by_temperature_squared: bool. Defaults to `True`.
+        scale_by_temperature_squared: bool. Multiply the KL by `T^2`.
+            Defaults to `False`, as `SelfDistillModel`.
 
     Returns:
         A dict of float32 scalars: `"total"`, and the batch-averaged sums over

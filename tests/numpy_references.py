@@ -48,7 +48,7 @@ def numpy_self_distillation_loss(
     temperature,
     feature_weight,
     sample_weight=None,
-    squared=True,
+    squared=False,
 ):
     """Be Your Own Teacher's total loss, written out term by term.
 

@@ -5,7 +5,7 @@ config, same outputs) with one change of computation where it is measured to
 matter: XLA on a CPU lowers a depthwise convolution (and its gradients) to a
 slow generic loop. On JAX on a CPU, where steps are XLA-compiled by default, the
 two heads of `benchmarks/step_overhead.py` cost more than the whole backbone
-that way (2.3x a plain step with 3 % of its multiply-adds). There the
+that way (docs/results/backends.md has the measurement). There the
 depthwise part is computed instead as the sum of the kernel's `k x k`
 strided slices of the padded input, each times its per-channel weight: a few
 elementwise products XLA fuses into one loop, forward and backward.

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_selfdistill.models.ema_teacher import TemporalTeacherBase
+from keras_selfdistill.models.temporal_teacher import TemporalTeacherBase
 from keras_selfdistill.models.copies import copy_with_weights
 from keras_selfdistill.models.copies import mean_logits_model
 from keras_selfdistill.validation import check_integer
@@ -45,14 +45,14 @@ class SelfEnsembleTeacher(TemporalTeacherBase):
     one averaged copy for `"parameters"`); time: a copy-and-select over
     every snapshot's weights per step.
 
-    `predict` returns the student's logits; `teacher_model()` the teacher as
+    `predict` returns the student's logits; `export_teacher()` the teacher as
     a plain `keras.Model`. The history reports `accuracy` (student) and
     `teacher_accuracy`, `cross_entropy_loss` and `distillation_loss`.
 
     Args:
         student: a built `keras.Model` (functional, Sequential, or
             subclassed with `get_config`; functional or Sequential for
-            `teacher_model()` with `average="outputs"`) mapping inputs to
+            `export_teacher()` with `average="outputs"`) mapping inputs to
             logits `(batch, num_classes)`. It is trained in place.
         num_snapshots: int >= 1. `K`. Defaults to `5`.
         average: `"parameters"` or `"outputs"`. What the teacher averages.
@@ -73,7 +73,7 @@ class SelfEnsembleTeacher(TemporalTeacherBase):
                                 snapshot_interval=steps_per_epoch)
     model.compile(optimizer="adam", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=10)
-    teacher = model.teacher_model()
+    teacher = model.export_teacher()
     ```
 
     References:
@@ -177,7 +177,7 @@ class SelfEnsembleTeacher(TemporalTeacherBase):
         ]
         return ops.mean(ops.stack(logits), axis=0)
 
-    def teacher_model(self):
+    def export_teacher(self):
         """The teacher as a plain `keras.Model`, sharing its weights.
 
         For `average="parameters"`, the averaged copy of the student; for

@@ -184,7 +184,7 @@ def test_fit_learns_on_digits_and_saves(digits_split):
                          weight_values(model.teacher), atol=0)
     assert float(restored.momentum.numpy()) == pytest.approx(0.95)
     np.testing.assert_allclose(
-        restored.teacher_model().predict(test_images[:16], verbose=0),
+        restored.export_teacher().predict(test_images[:16], verbose=0),
         model.teacher.predict(test_images[:16], verbose=0),
         atol=1e-6,
     )
@@ -244,7 +244,7 @@ def test_output_vote_is_the_mean_of_the_snapshots_logits(digits):
     snapshot_logits = [flat @ recorder.students[t][0] + recorder.students[t][1]
                        for t in (4, 5)]
     expected = np.mean(snapshot_logits, axis=0)
-    teacher = model.teacher_model()
+    teacher = model.export_teacher()
     np.testing.assert_allclose(teacher.predict(images[:64], verbose=0), expected,
                                atol=1e-4)
     logs = model.evaluate(images[:64], labels[:64], batch_size=64, verbose=0,
@@ -257,7 +257,7 @@ def test_output_vote_is_the_mean_of_the_snapshots_logits(digits):
     restored = run_model_saving_test(model, images[:16])
     run_model_saving_test(teacher, images[:16])
     np.testing.assert_allclose(
-        restored.teacher_model().predict(images[:16], verbose=0),
+        restored.export_teacher().predict(images[:16], verbose=0),
         expected[:16],
         atol=1e-4,
     )
