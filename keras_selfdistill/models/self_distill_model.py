@@ -161,24 +161,7 @@ class SelfDistillModel(DistillationBase):
                 f"head). Received outputs of layers {self.head_names}."
             )
 
-        training_logits, features = [], []
-        for output, layer in zip(outputs, head_layers):
-            if isinstance(layer, AuxiliaryHead):
-                if layer.output is not output:
-                    raise ValueError(
-                        f"AuxiliaryHead '{layer.name}' is called more than "
-                        "once in this graph. Create one head per tap."
-                    )
-                # The head's two halves called on the same input (same
-                # weights): its pooled features and logits in one pass.
-                head_features = layer.bottleneck(layer.input)
-                logits = layer.classifier(head_features)
-            else:
-                logits = output
-                head_features = _layer_input_features(layer, layer.name)
-            training_logits.append(logits)
-            features.append(head_features)
-
+        training_logits, features = _logits_and_features(outputs, head_layers)
         # The traced graph of every head's logits and features. It is the
         # only tracked sub-model, so weights are saved once.
         self.network = keras.Model(
@@ -499,3 +482,28 @@ class SelfDistillModel(DistillationBase):
                 config["dtype"]
             )
         return cls(graph.input, list(graph.outputs), **config)
+
+
+def _logits_and_features(outputs, head_layers):
+    """Every head's logits and pooled features, from one pass of the graph.
+
+    An `AuxiliaryHead`'s two halves are called on its input (same weights),
+    so its pooled features and logits come from one pass; any other output
+    is its own logits, with the pooled input of its layer as features.
+    """
+    training_logits, features = [], []
+    for output, layer in zip(outputs, head_layers):
+        if isinstance(layer, AuxiliaryHead):
+            if layer.output is not output:
+                raise ValueError(
+                    f"AuxiliaryHead '{layer.name}' is called more than "
+                    "once in this graph. Create one head per tap."
+                )
+            head_features = layer.bottleneck(layer.input)
+            logits = layer.classifier(head_features)
+        else:
+            logits = output
+            head_features = _layer_input_features(layer, layer.name)
+        training_logits.append(logits)
+        features.append(head_features)
+    return training_logits, features
