@@ -98,3 +98,34 @@ def gradients(loss_fn, variables):
         np.zeros(v.shape, "float32") if g is None else keras.ops.convert_to_numpy(g)
         for v, g in zip(variables, grads)
     ]
+
+
+def run_step(model, step, data):
+    """`model.train_step` or `model.test_step` as a custom loop calls it.
+
+    TensorFlow and torch steps are stateful (`step(data)`); JAX's are pure
+    functions of the state, so the loop passes the variables' values and
+    writes the returned state back, as Keras's JAX trainer does.
+
+    Args:
+        model: a compiled model.
+        step: `"train_step"` or `"test_step"`.
+        data: a batch, e.g. `(x, y)`.
+
+    Returns:
+        The step's logs.
+    """
+    if keras.backend.backend() != "jax":
+        return getattr(model, step)(data)
+    groups = [model.trainable_variables, model.non_trainable_variables]
+    if step == "train_step":
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        groups.append(model.optimizer.variables)
+    groups.append(model.metrics_variables)
+    state = tuple([variable.value for variable in group] for group in groups)
+    logs, new_state = getattr(model, step)(state, data)
+    for group, values in zip(groups, new_state):
+        for variable, value in zip(group, values):
+            variable.assign(value)
+    return logs

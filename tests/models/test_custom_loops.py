@@ -2,24 +2,19 @@
 
 A loop of one's own (under `strategy.run`, with gradient accumulation, ...)
 calls `model.train_step(data)` instead of `fit`. Every model of the package
-then takes the step `train_on_batch` takes: the step switches the model to
-its training outputs itself (docs/scaling.md has the multi-worker recipe).
+then takes the step `train_on_batch` takes: the step asks the model for its
+training outputs itself (docs/scaling.md has the multi-worker recipe). On
+JAX the loop passes the state, as Keras's JAX trainer does
+(`backend_utils.run_train_step`).
 """
 
 import keras
 import numpy as np
 import pytest
+from backend_utils import run_step
 from model_families import FAMILIES
 
 BATCH = 16
-
-stateful_train_step = pytest.mark.skipif(
-    keras.backend.backend() == "jax",
-    reason="JAX's train_step is stateless (it takes and returns the state); "
-    "a JAX loop calls it as keras.src.backend.jax.trainer does, which fit "
-    "and train_on_batch cover",
-)
-
 
 def compiled(build, initial_weights):
     model = build()
@@ -28,7 +23,6 @@ def compiled(build, initial_weights):
     return model
 
 
-@stateful_train_step
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_train_step_in_a_loop_takes_the_train_on_batch_step(family, digits):
     images, labels = digits[0][:BATCH], digits[1][:BATCH]
@@ -36,7 +30,7 @@ def test_train_step_in_a_loop_takes_the_train_on_batch_step(family, digits):
     initial_weights = FAMILIES[family]().get_weights()
 
     looped = compiled(FAMILIES[family], initial_weights)
-    loop_logs = looped.train_step((images, labels))
+    loop_logs = run_step(looped, "train_step", (images, labels))
     reference = compiled(FAMILIES[family], initial_weights)
     reference_logs = reference.train_on_batch(images, labels, return_dict=True)
 
@@ -52,12 +46,11 @@ def test_train_step_in_a_loop_takes_the_train_on_batch_step(family, digits):
     assert not isinstance(looped(images[:2]), dict)
 
 
-@stateful_train_step
 def test_test_step_in_a_loop_reports_every_loss_term(digits):
     images, labels = digits[0][:BATCH], digits[1][:BATCH]
     model = FAMILIES["SelfDistillModel"]()
     model.compile(optimizer="sgd", metrics=["accuracy"], run_eagerly=True)
-    logs = model.test_step((images, labels))
+    logs = run_step(model, "test_step", (images, labels))
     evaluated = model.evaluate(images, labels, verbose=0, return_dict=True)
     for key in ("loss", "cross_entropy_loss", "distillation_loss", "feature_loss",
                 "accuracy", "head_1_accuracy"):
