@@ -27,6 +27,8 @@ compile state (`get_compile_config` records the user's own arguments, so a
 reloaded model compiles the same way).
 """
 
+import copy
+
 import keras
 
 from keras_selfdistill import compat
@@ -230,6 +232,19 @@ class DistillationBase(AtomicSaving, keras.Model):
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
             **hyperparameter_config(self),
         }
+
+    @staticmethod
+    def constructor_arguments(config) -> dict:
+        """A copy of `config` ready for the constructor: deep-copied (Keras
+        deserialization consumes nested configs, and the caller's stays
+        intact) with the dtype policy deserialized. `from_config` then pops
+        and deserializes its own nested models."""
+        config = copy.deepcopy(config)
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.saving.deserialize_keras_object(
+                config["dtype"]
+            )
+        return config
 
     def update_loss_trackers(self, terms, batch_size):
         """Records each loss term (a dict of scalars) for the history."""

@@ -1,7 +1,5 @@
 """`Distiller`: a trained teacher teaches a student, in plain `model.fit`."""
 
-import copy
-
 import keras
 
 from keras_selfdistill import losses
@@ -614,12 +612,7 @@ class Distiller(DistillationBase):
 
     @classmethod
     def from_config(cls, config):
-        # Deep copy: deserializing a functional model edits its config dict.
-        config = copy.deepcopy(config)
+        config = cls.constructor_arguments(config)
         teacher = keras.saving.deserialize_keras_object(config.pop("teacher"))
         student = keras.saving.deserialize_keras_object(config.pop("student"))
-        if "dtype" in config and isinstance(config["dtype"], dict):
-            config["dtype"] = keras.saving.deserialize_keras_object(
-                config["dtype"]
-            )
         return cls(teacher, student, **config)

@@ -1,7 +1,5 @@
 """`MutualLearning`: peers that train together and teach each other."""
 
-import copy
-
 import keras
 from keras import ops
 
@@ -315,14 +313,9 @@ class MutualLearning(DistillationBase):
 
     @classmethod
     def from_config(cls, config):
-        # Deserializing consumes nested configs: work on a copy.
-        config = copy.deepcopy(config)
+        config = cls.constructor_arguments(config)
         peers = [
             keras.saving.deserialize_keras_object(peer)
             for peer in config.pop("peers")
         ]
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.saving.deserialize_keras_object(
-                config["dtype"]
-            )
         return cls(peers, **config)

@@ -1,7 +1,5 @@
 """`SelfDistillModel`: Be Your Own Teacher in plain `model.fit`."""
 
-import copy
-
 import keras
 import numpy as np
 
@@ -474,13 +472,8 @@ class SelfDistillModel(DistillationBase):
 
     @classmethod
     def from_config(cls, config):
-        # Deserializing mutates nested dicts; leave the caller's config intact.
-        config = copy.deepcopy(config)
+        config = cls.constructor_arguments(config)
         graph = keras.saving.deserialize_keras_object(config.pop("graph"))
-        if "dtype" in config and isinstance(config["dtype"], dict):
-            config["dtype"] = keras.saving.deserialize_keras_object(
-                config["dtype"]
-            )
         return cls(graph.input, list(graph.outputs), **config)
 
 

@@ -5,8 +5,6 @@ student's own weights, refreshed inside the compiled train step, and the
 Hinton loss against it.
 """
 
-import copy
-
 import keras
 from keras import ops
 
@@ -285,11 +283,6 @@ class TemporalTeacherBase(DistillationBase):
 
     @classmethod
     def from_config(cls, config):
-        # Deserializing consumes nested configs: work on a copy.
-        config = copy.deepcopy(config)
+        config = cls.constructor_arguments(config)
         student = keras.saving.deserialize_keras_object(config.pop("student"))
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.saving.deserialize_keras_object(
-                config["dtype"]
-            )
         return cls(student, **config)
