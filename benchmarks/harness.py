@@ -420,10 +420,25 @@ def render_markdown(results: dict, baseline: str = "plain") -> str:
         "is the mean of the heads' logits. Training accuracy in inference mode is "
         f"on {results['recipe']['train_eval_samples']} evenly spaced training images "
         "(not augmented); training-mode accuracy is Keras's running accuracy over "
-        "the last epoch (augmented).",
+        f"the last epoch (augmentation: {results['recipe'].get('augment')}).",
         "",
         f"Runs where the two training accuracies differ by more than "
         f"{MODE_GAP_FLAG * 100:.0f} pt (BatchNorm moving-statistics check): {flags}. "
         f"Total CPU time: {total_cpu / 60:.1f} min over {len(results['runs'])} runs.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    """`python benchmarks/harness.py RESULTS.json`: prints the markdown tables."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", help="a JSON file written by run_arms/save_results")
+    args = parser.parse_args(argv)
+    with open(args.results) as file:
+        print(render_markdown(json.load(file)), end="")
+
+
+if __name__ == "__main__":
+    main()
