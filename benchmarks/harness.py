@@ -256,6 +256,7 @@ def run_once(arm: str, build: Callable, recipe: Recipe, data, seed: int) -> dict
     return dict(
         arm=arm, seed=seed, test=test,
         train_accuracy_inference=train_accuracy,
+        train_accuracy_inference_images=len(subset),
         train_accuracy_training_mode=train_mode_accuracy,
         train_accuracy_training_mode_per_epoch=curve,
         mode_gap_flag=bool(gap > MODE_GAP_FLAG),
@@ -369,11 +370,41 @@ def summarise(results: dict, baseline: str = "plain") -> list:
     return summary
 
 
+def _train_eval_images(results: dict):
+    counts = {run.get("train_accuracy_inference_images") for run in results["runs"]}
+    counts.discard(None)
+    return counts.pop() if len(counts) == 1 else results["recipe"]["train_eval_samples"]
+
+
 def _pm(pair, scale: float = 100.0, digits: int = 2) -> str:
     if pair is None:
         return "–"
     mean, error = pair
     return f"{mean * scale:.{digits}f} ± {error * scale:.{digits}f}"
+
+
+def _per_seed_table(results: dict) -> list:
+    """Test accuracy of every row on every seed, and the training accuracy
+    (inference mode) of every arm, as markdown lines."""
+    rows = _rows(results)
+    seeds = sorted({run["seed"] for run in results["runs"]})
+    names = list(rows)
+    lines = ["Per seed: test accuracy (%); in brackets, training accuracy in inference mode (%).",
+             "", "| seed | " + " | ".join(names) + " |",
+             "| ---: | " + " | ".join("---:" for _ in names) + " |"]
+    for seed in seeds:
+        cells = []
+        for name in names:
+            entry = rows[name].get(seed)
+            if entry is None:
+                cells.append("–")
+            elif entry["served"]:
+                cells.append(f"{entry['accuracy'] * 100:.2f} "
+                             f"({entry['run']['train_accuracy_inference'] * 100:.1f})")
+            else:
+                cells.append(f"{entry['accuracy'] * 100:.2f}")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def render_markdown(results: dict, baseline: str = "plain") -> str:
@@ -411,6 +442,7 @@ def render_markdown(results: dict, baseline: str = "plain") -> str:
             f"{_pm(row['train_accuracy_training_mode'])} | "
             f"{_pm(row['nll'], 1, 3)} | {_pm(row['ece'])} | {cpu} |"
         )
+    lines += ["", *_per_seed_table(results)]
     flags = sum(row["flags"] for row in summary)
     total_cpu = sum(run["cpu_seconds"] for run in results["runs"])
     lines += [
@@ -418,7 +450,7 @@ def render_markdown(results: dict, baseline: str = "plain") -> str:
         "Mean ± standard error over seeds; the paired Δ is the mean ± SE of the "
         "per-seed difference in test accuracy (SE = std(ddof=1)/√n). `ensemble` "
         "is the mean of the heads' logits. Training accuracy in inference mode is "
-        f"on {results['recipe']['train_eval_samples']} evenly spaced training images "
+        f"on {_train_eval_images(results)} evenly spaced training images "
         "(not augmented); training-mode accuracy is Keras's running accuracy over "
         f"the last epoch (augmentation: {results['recipe'].get('augment')}).",
         "",
