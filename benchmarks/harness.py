@@ -320,7 +320,28 @@ def environment() -> dict:
     if hasattr(os, "sched_getaffinity"):
         settings["cpu_affinity"] = sorted(os.sched_getaffinity(0))
     settings["cpu_count"] = os.cpu_count()
+    settings.update(library_version())
     return settings
+
+
+def library_version() -> dict:
+    """Where `keras_selfdistill` was imported from, and its git commit."""
+    import subprocess
+
+    import keras_selfdistill
+
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(keras_selfdistill.__file__)))
+    version = dict(keras_selfdistill=folder)
+    try:
+        def git(*arguments):
+            return subprocess.run(["git", "-C", folder, *arguments], capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        version["library_commit"] = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--", "keras_selfdistill")
+        version["library_uncommitted_changes"] = bool(changed)
+    except (OSError, subprocess.CalledProcessError):
+        version["library_commit"] = None
+    return version
 
 
 def save_results(results: dict, path: str) -> None:
