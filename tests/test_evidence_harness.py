@@ -1,0 +1,111 @@
+"""The evidence harness (benchmarks/harness.py): its math against hand
+computations, and the CIFAR-10 evidence script's smoke mode end to end on a
+synthetic, class-sorted JPEG archive."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+import harness  # noqa: E402
+
+
+def test_ece_matches_hand_computation():
+    # Confidences 0.9, 0.9, 0.6, 0.6 (two classes): bins (13/15, 14/15] and
+    # (8/15, 9/15]. First bin: 1 of 2 right -> |0.5 - 0.9|; second: 2 of 2
+    # right -> |1.0 - 0.6|. ECE = 0.5 * 0.4 + 0.5 * 0.4 = 0.4.
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    labels = np.array([0, 1, 0, 1])
+    assert harness.expected_calibration_error(np.log(probabilities), labels) == pytest.approx(0.4)
+
+
+def test_ece_is_zero_when_confidence_equals_accuracy():
+    probabilities = np.array([[0.5, 0.5]] * 4)
+    logits = np.log(probabilities) + np.array([[1e-9, 0.0]])  # argmax: class 0
+    assert harness.expected_calibration_error(logits, np.array([0, 0, 1, 1])) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_nll_matches_numpy_and_survives_large_logits():
+    logits = np.array([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    labels = np.array([0, 2])
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = -np.mean(np.log(probabilities[[0, 1], labels]))
+    assert harness.negative_log_likelihood(logits, labels) == pytest.approx(expected)
+    assert harness.negative_log_likelihood(logits + 1e4, labels) == pytest.approx(expected)
+
+
+def test_paired_difference_mean_standard_error_and_wins():
+    # Differences 0.02, 0.02, -0.01: mean 0.01, std(ddof=1) = sqrt(0.0003),
+    # standard error sqrt(0.0003 / 3) = 0.01.
+    result = harness.paired_difference([0.80, 0.82, 0.79], [0.78, 0.80, 0.80])
+    assert result["mean"] == pytest.approx(0.01)
+    assert result["standard_error"] == pytest.approx(0.01)
+    assert (result["better"], result["seeds"]) == (2, 3)
+
+
+def test_cosine_schedule_ends_at_zero():
+    schedule = harness.cosine_schedule(0.1, total_steps=10)
+    assert float(schedule(0)) == pytest.approx(0.1)
+    assert float(schedule(10)) == pytest.approx(0.0, abs=1e-8)
+
+
+def _run(arm, seed, accuracy, flag=False):
+    scores = dict(accuracy=accuracy, nll=1.0, ece=0.05)
+    return dict(arm=arm, seed=seed, test=dict(served=scores),
+                train_accuracy_inference=1.0, train_accuracy_training_mode=1.0,
+                mode_gap_flag=flag, cpu_seconds=10.0)
+
+
+def test_render_markdown_reports_paired_difference_and_flags():
+    results = dict(command="python x.py --seeds 2", settings=dict(data="toy"),
+                   recipe=dict(train_eval_samples=100), backend="tensorflow",
+                   keras_version="3", runs=[_run("plain", 0, 0.70), _run("sd", 0, 0.72),
+                                            _run("plain", 1, 0.60), _run("sd", 1, 0.61, flag=True)])
+    page = harness.render_markdown(results)
+    assert "`python x.py --seeds 2`" in page
+    assert "| sd | 66.50 ± 5.50 | +1.50 ± 0.50 | 2/2 |" in page
+    assert "(BatchNorm moving-statistics check): 1." in page
+
+
+def _synthetic_archive(path, per_class=6):
+    """A class-sorted archive in the layout of cifar10_train_jpeg.npz."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), per_class).astype("uint8")
+    blobs = [tf.io.encode_jpeg(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).numpy()
+             for _ in labels]
+    offsets = np.concatenate([[0], np.cumsum([len(blob) for blob in blobs])]).astype("int64")
+    jpeg_bytes = np.frombuffer(b"".join(blobs), dtype=np.uint8)
+    np.savez(path, jpeg_bytes=jpeg_bytes, offsets=offsets, labels=labels,
+             class_names=np.array([f"class{i}" for i in range(10)]))
+
+
+def test_split_holds_out_the_last_images_of_every_class():
+    import cifar10_evidence
+
+    labels = np.repeat(np.arange(10), 6)
+    train, test = cifar10_evidence.split_indices(labels, train_images=40, test_per_class=2)
+    assert np.bincount(labels[test]).tolist() == [2] * 10
+    assert np.bincount(labels[train]).tolist() == [4] * 10
+    assert not set(train) & set(test)
+    assert test.max() == 59 and 5 in test and 4 in test
+
+
+def test_cifar10_smoke_runs_every_arm(tmp_path):
+    import cifar10_evidence
+
+    archive = tmp_path / "cifar.npz"
+    _synthetic_archive(archive)
+    output, markdown = tmp_path / "result.json", tmp_path / "result.md"
+    cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
+                           "--output", str(output), "--markdown", str(markdown)])
+    results = json.loads(output.read_text())
+    assert [run["arm"] for run in results["runs"]] == ["plain", "heads_ce", "sd"]
+    sd_run = next(run for run in results["runs"] if run["arm"] == "sd")
+    assert set(sd_run["test"]) == {"served", "head_1", "head_2", "ensemble"}
+    page = markdown.read_text()
+    assert "| sd ensemble |" in page and "--smoke" in page
