@@ -169,7 +169,8 @@ def cifar_resnet(width: int = 16, blocks_per_stage: int = 3) -> keras.Model:
 
 
 def arms(width: int, blocks_per_stage: int) -> dict:
-    """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`."""
+    """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`, and
+    `sd_byot_heads` (`sd` with the authors' head blocks)."""
     def plain():
         return cifar_resnet(width, blocks_per_stage)
 
@@ -179,7 +180,14 @@ def arms(width: int, blocks_per_stage: int) -> dict:
     def sd():
         return SelfDistillModel.from_backbone(plain(), taps=TAPS)
 
-    return dict(plain=plain, heads_ce=heads_ce, sd=sd)
+    def sd_byot_heads():
+        # The authors' heads: two separable convolutions per step and the
+        # attention gate (AuxiliaryHead(block="double", attention=True)).
+        return SelfDistillModel.from_backbone(
+            plain(), taps=TAPS, head_block="double", head_attention=True
+        )
+
+    return dict(plain=plain, heads_ce=heads_ce, sd=sd, sd_byot_heads=sd_byot_heads)
 
 
 # ---------------------------------------------------------------------- #

@@ -200,7 +200,8 @@ EVIDENCE_PAGE = os.path.join(
 
 
 def print_evidence(path):
-    """Prints the summary of a results page made by the evidence harness."""
+    """Prints a results page of the evidence harness up to its per-seed
+    table: the command, the settings and the summary table."""
     print("\nOne run is one seed. The evidence, several paired seeds "
           f"({os.path.relpath(path)}):\n")
     if not os.path.exists(path):
@@ -208,10 +209,4 @@ def print_evidence(path):
         return
     with open(path) as page:
         text = page.read()
-    summary = text.split("\n## ", 2)
-    print(summary[0].strip() if len(summary) < 2 else
-          (summary[0] + "\n## " + summary[1]).strip())
-
-
-if __name__ == "__main__":
-    main()
+    print(text.split("\nPer seed")[0].strip())
