@@ -428,7 +428,37 @@ def _per_seed_table(results: dict) -> list:
     return lines
 
 
-def render_markdown(results: dict, baseline: str = "plain") -> str:
+#: Paired comparisons between arms other than the baseline, shown when present.
+COMPARISONS = (("sd", "heads_ce"), ("sd ensemble", "sd"),
+               ("sd ensemble", "heads_ce ensemble"), ("heads_ce ensemble", "heads_ce"))
+
+
+def _comparison_lines(results: dict, comparisons) -> list:
+    """Paired Δ test accuracy (and Δ ECE) for each `(row, reference)` present."""
+    rows = _rows(results)
+    lines = []
+    for name, reference in comparisons:
+        if name not in rows or reference not in rows:
+            continue
+        seeds = sorted(set(rows[name]) & set(rows[reference]))
+        paired = {metric: paired_difference([rows[name][s][metric] for s in seeds],
+                                            [rows[reference][s][metric] for s in seeds])
+                  for metric in ("accuracy", "ece")}
+        accuracy_delta, ece_delta = paired["accuracy"], paired["ece"]
+        lines.append(
+            f"| {name} − {reference} | {accuracy_delta['mean'] * 100:+.2f} ± "
+            f"{accuracy_delta['standard_error'] * 100:.2f} | "
+            f"{accuracy_delta['better']}/{accuracy_delta['seeds']} | "
+            f"{ece_delta['mean'] * 100:+.2f} ± {ece_delta['standard_error'] * 100:.2f} |")
+    if not lines:
+        return []
+    return ["Other paired comparisons (same seeds):", "",
+            "| comparison | Δ test accuracy (pt) | better on | Δ test ECE (pt) |",
+            "| --- | ---: | ---: | ---: |", *lines, ""]
+
+
+def render_markdown(results: dict, baseline: str = "plain",
+                    comparisons=COMPARISONS) -> str:
     """The tables of a docs/results page, from `run_arms`'s results."""
     summary = summarise(results, baseline)
     seeds = sorted({run["seed"] for run in results["runs"]})
@@ -463,7 +493,7 @@ def render_markdown(results: dict, baseline: str = "plain") -> str:
             f"{_pm(row['train_accuracy_training_mode'])} | "
             f"{_pm(row['nll'], 1, 3)} | {_pm(row['ece'])} | {cpu} |"
         )
-    lines += ["", *_per_seed_table(results)]
+    lines += ["", *_comparison_lines(results, comparisons), *_per_seed_table(results)]
     flags = sum(row["flags"] for row in summary)
     total_cpu = sum(run["cpu_seconds"] for run in results["runs"])
     lines += [

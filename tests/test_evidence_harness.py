@@ -70,6 +70,14 @@ def test_render_markdown_reports_paired_difference_and_flags():
     assert "(BatchNorm moving-statistics check): 1." in page
 
 
+def test_render_markdown_compares_sd_with_deep_supervision():
+    results = dict(command="python x.py", settings={}, recipe=dict(train_eval_samples=100),
+                   backend="tensorflow", keras_version="3",
+                   runs=[_run("heads_ce", 0, 0.70), _run("sd", 0, 0.73),
+                         _run("heads_ce", 1, 0.60), _run("sd", 1, 0.59)])
+    assert "| sd − heads_ce | +1.00 ± 2.00 | 1/2 | +0.00 ± 0.00 |" in harness.render_markdown(results)
+
+
 def _synthetic_archive(path, per_class=6):
     """A class-sorted archive in the layout of cifar10_train_jpeg.npz."""
     import tensorflow as tf
