@@ -116,53 +116,12 @@ class HeadBottleneck(keras.layers.Layer):
         return built, shape
 
     def build(self, input_shape):
+        _check_input_shape(tuple(input_shape), self.attention)
         rank = len(input_shape)
-        if rank not in (2, 3, 4, 5):
-            raise ValueError(
-                "AuxiliaryHead accepts 2-D features (batch, features), 3-D "
-                "sequences (batch, steps, channels), 4-D images (batch, "
-                "height, width, channels) or 5-D volumes. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
-        if self.attention and rank != 4:
-            raise ValueError(
-                "attention=True needs 4-D images (batch, height, width, "
-                "channels): the gate is the authors' 2-D one. Use "
-                "attention=False for other ranks. Received: "
-                f"input_shape={tuple(input_shape)}, a {rank}-D input"
-            )
-        if self.attention and None in tuple(input_shape)[1:3]:
-            raise ValueError(
-                "attention=True needs a known height and width (the gate is "
-                "upsampled back to them). Received: "
-                f"input_shape={tuple(input_shape)}"
-            )
         channels = input_shape[-1]
-        if channels is None:
-            raise ValueError(
-                "AuxiliaryHead needs a known last (channel) dimension. "
-                f"Received: input_shape={tuple(input_shape)}"
-            )
         shape = tuple(input_shape)
         if self.attention:
-            # SepConv(channels -> channels, stride 2), then the official
-            # code's extra batch norm; upsampling has no weights.
-            gate, gate_shape = self._build_units(
-                rank,
-                shape,
-                [(channels, 2, "gate_a"), (channels, 1, "gate_b")],
-            )
-            self.gate.extend(gate)
-            if self.use_batch_norm:
-                norm = self._batch_norm("batch_norm_gate")
-                norm.build(gate_shape)
-                self.gate.append(norm)
-            self.gate_upsampling = layers.UpSampling2D(
-                2,
-                interpolation="bilinear",
-                dtype=self.dtype_policy,
-                name="upsample_gate",
-            )
+            self._build_gate(rank, shape, channels)
         for index in range(self.num_downsampling):
             filters = self._block_width(index, channels)
             if self.block == "single":
@@ -175,6 +134,26 @@ class HeadBottleneck(keras.layers.Layer):
             self.blocks.append(block)
         if rank > 2:
             self.pooling = _POOLINGS[rank](dtype=self.dtype_policy, name="pool")
+
+    def _build_gate(self, rank, shape, channels):
+        # SepConv(channels -> channels, stride 2), then the official code's
+        # extra batch norm; upsampling has no weights.
+        gate, gate_shape = self._build_units(
+            rank,
+            shape,
+            [(channels, 2, "gate_a"), (channels, 1, "gate_b")],
+        )
+        self.gate.extend(gate)
+        if self.use_batch_norm:
+            norm = self._batch_norm("batch_norm_gate")
+            norm.build(gate_shape)
+            self.gate.append(norm)
+        self.gate_upsampling = layers.UpSampling2D(
+            2,
+            interpolation="bilinear",
+            dtype=self.dtype_policy,
+            name="upsample_gate",
+        )
 
     def _apply_units(self, units, x, training):
         step = 2 if self.use_batch_norm else 1
@@ -466,3 +445,33 @@ class AuxiliaryHead(keras.layers.Layer):
             }
         )
         return config
+
+
+def _check_input_shape(input_shape, attention) -> None:
+    """Refuses input shapes a head cannot take, naming the shape."""
+    rank = len(input_shape)
+    if rank not in (2, 3, 4, 5):
+        raise ValueError(
+            "AuxiliaryHead accepts 2-D features (batch, features), 3-D "
+            "sequences (batch, steps, channels), 4-D images (batch, "
+            "height, width, channels) or 5-D volumes. "
+            f"Received: input_shape={input_shape}"
+        )
+    if attention and rank != 4:
+        raise ValueError(
+            "attention=True needs 4-D images (batch, height, width, "
+            "channels): the gate is the authors' 2-D one. Use "
+            "attention=False for other ranks. Received: "
+            f"input_shape={input_shape}, a {rank}-D input"
+        )
+    if attention and None in input_shape[1:3]:
+        raise ValueError(
+            "attention=True needs a known height and width (the gate is "
+            "upsampled back to them). Received: "
+            f"input_shape={input_shape}"
+        )
+    if input_shape[-1] is None:
+        raise ValueError(
+            "AuxiliaryHead needs a known last (channel) dimension. "
+            f"Received: input_shape={input_shape}"
+        )
