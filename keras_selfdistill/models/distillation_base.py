@@ -134,13 +134,14 @@ class DistillationBase(AtomicSaving, keras.Model):
         return super().test_step(*state, as_training_batch(data))
 
     def fit(self, *args, **kwargs):
-        check_fit_labels(self, keras.Model.fit, args, kwargs)
         arguments = bound_arguments(keras.Model.fit, self, args, kwargs)
+        check_fit_labels(self, arguments)
         set_monitor_modes(self, arguments.get("callbacks"))
         return super().fit(*args, **kwargs)
 
     def evaluate(self, *args, **kwargs):
-        check_fit_labels(self, keras.Model.evaluate, args, kwargs)
+        arguments = bound_arguments(keras.Model.evaluate, self, args, kwargs)
+        check_fit_labels(self, arguments)
         return super().evaluate(*args, **kwargs)
 
     # -- compile and metrics --------------------------------------------- #

@@ -56,21 +56,15 @@ def _is_class_id_array(labels, num_classes) -> bool:
     )
 
 
-def check_fit_labels(model, method, args, kwargs) -> None:
+def check_fit_labels(model, arguments) -> None:
     """Checks the labels of a `fit` or `evaluate` call (`y`, and the labels
     of a `(x, y)` `validation_data`) with `check_label_values`.
 
-    The call's arguments are bound to Keras's own signature of `method`, so
-    positional and keyword arguments are found by name.
-
     Args:
         model: the model (its `num_classes` attribute, if any, is used).
-        method: `keras.Model.fit` or `keras.Model.evaluate`.
-        args: the call's positional arguments (without `self`).
-        kwargs: the call's keyword arguments.
+        arguments: the call's arguments by name (`bound_arguments`).
     """
     num_classes = getattr(model, "num_classes", None)
-    arguments = bound_arguments(method, model, args, kwargs)
     check_label_values(arguments.get("y"), num_classes, "y")
     validation_data = arguments.get("validation_data")
     if isinstance(validation_data, (list, tuple)) and len(validation_data) > 1:
@@ -81,7 +75,8 @@ def check_fit_labels(model, method, args, kwargs) -> None:
 
 def bound_arguments(method, model, args, kwargs) -> dict:
     """`{parameter name: value}` of a call of `method(model, *args,
-    **kwargs)`, by Keras's signature (keyword-only extras included).
+    **kwargs)`, bound to Keras's own signature of `method` (so positional
+    and keyword arguments are found by name; extra keywords included).
 
     Arguments that do not fit the signature are left for Keras to refuse
     with its own message: the result is then empty.
