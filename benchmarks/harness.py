@@ -335,11 +335,11 @@ def library_version() -> dict:
     try:
         def git(*arguments):
             return subprocess.run(["git", "-C", folder, *arguments], capture_output=True,
-                                  text=True, check=True).stdout.strip()
+                                  text=True, check=True, timeout=30).stdout.strip()
         version["library_commit"] = git("rev-parse", "--short", "HEAD")
         changed = git("status", "--porcelain", "--", "keras_selfdistill")
         version["library_uncommitted_changes"] = bool(changed)
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
         version["library_commit"] = None
     return version
 

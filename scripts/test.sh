@@ -22,7 +22,10 @@ for backend in $backends; do
   echo
   echo "==================== pytest, KERAS_BACKEND=$backend ===================="
   start=$SECONDS
-  if KERAS_BACKEND="$backend" python -m pytest -q -p no:cacheprovider "$@"; then
+  # A pass that stops making progress fails here, with every thread's stack
+  # (faulthandler), instead of running into CI's wall-clock limit.
+  if KERAS_BACKEND="$backend" timeout "${KSD_TEST_PASS_TIMEOUT:-1800}" \
+      python -m pytest -q -p no:cacheprovider -o faulthandler_timeout=600 "$@"; then
     result=passed
   else
     result=FAILED
