@@ -512,15 +512,59 @@ def render_markdown(results: dict, baseline: str = "plain",
     return "\n".join(lines) + "\n"
 
 
+def pool_results(replications: list) -> dict:
+    """Several runs of the same experiment as one result.
+
+    Runs of one command in different processes are not bitwise identical
+    (floating-point order, thread scheduling), so a second run of the same
+    seeds is a replication, not a copy. Pooling keeps each run paired with
+    the baseline *of its own replication*: seed `s` of replication `r`
+    becomes the seed `"r:s"`.
+
+    Args:
+        replications: list of result dicts (`run_arms`'s), with the same
+            recipe and the same data and model settings.
+
+    Returns:
+        One result dict with every replication's runs.
+
+    Raises:
+        ValueError: when the replications' recipe, data or model differ.
+    """
+    first = replications[0]
+    for index, other in enumerate(replications[1:], start=2):
+        for key in ("recipe", "settings"):
+            mine = {k: v for k, v in first[key].items() if k != "smoke"}
+            theirs = {k: v for k, v in other[key].items() if k != "smoke"}
+            if mine != theirs:
+                raise ValueError(
+                    f"Replication {index} has a different {key} ({theirs}) from "
+                    f"replication 1 ({mine}); only runs of the same experiment pool.")
+    runs = [dict(run, seed=f"{index}:{run['seed']}")
+            for index, result in enumerate(replications, start=1) for run in result["runs"]]
+    return dict(first, runs=runs,
+                command=" ; ".join(f"({i}) {r['command']}"
+                                   for i, r in enumerate(replications, start=1)),
+                environment={f"run {i}": r.get("environment", {}).get("library_commit")
+                             for i, r in enumerate(replications, start=1)})
+
+
 def main(argv=None) -> None:
-    """`python benchmarks/harness.py RESULTS.json`: prints the markdown tables."""
+    """`python benchmarks/harness.py RESULTS.json [MORE.json ...]`: prints the
+    markdown tables; several files are pooled as replications
+    (`pool_results`)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("results", help="a JSON file written by run_arms/save_results")
+    parser.add_argument("results", nargs="+",
+                        help="JSON files written by run_arms/save_results")
     args = parser.parse_args(argv)
-    with open(args.results) as file:
-        print(render_markdown(json.load(file)), end="")
+    replications = []
+    for path in args.results:
+        with open(path) as file:
+            replications.append(json.load(file))
+    results = replications[0] if len(replications) == 1 else pool_results(replications)
+    print(render_markdown(results), end="")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,37 @@ def test_render_markdown_compares_sd_with_deep_supervision():
     assert "| sd − heads_ce | +1.00 ± 2.00 | 1/2 | +0.00 ± 0.00 |" in harness.render_markdown(results)
 
 
+def _result(runs, recipe=None):
+    return dict(command="python x.py", settings=dict(data="toy"),
+                recipe=recipe or dict(train_eval_samples=100), backend="tensorflow",
+                keras_version="3", runs=runs)
+
+
+def test_pooled_replications_pair_each_run_with_its_own_baseline():
+    # Replication 1: sd - plain = +2, +2; replication 2 (same seeds, another
+    # process): -1, +1. Pooled: 4 paired differences, mean 1.0,
+    # std(ddof=1) = sqrt(2), SE = sqrt(2) / 2.
+    first = _result([_run("plain", 0, 0.70), _run("sd", 0, 0.72),
+                     _run("plain", 1, 0.60), _run("sd", 1, 0.62)])
+    second = _result([_run("plain", 0, 0.71), _run("sd", 0, 0.70),
+                      _run("plain", 1, 0.61), _run("sd", 1, 0.62)])
+    pooled = harness.pool_results([first, second])
+    assert sorted(run["seed"] for run in pooled["runs"] if run["arm"] == "sd") == [
+        "1:0", "1:1", "2:0", "2:1"]
+    sd_row = next(row for row in harness.summarise(pooled) if row["name"] == "sd")
+    assert sd_row["paired"]["mean"] == pytest.approx(0.01)
+    assert sd_row["paired"]["standard_error"] == pytest.approx(np.sqrt(2) / 2 / 100)
+    assert (sd_row["paired"]["better"], sd_row["paired"]["seeds"]) == (3, 4)
+    assert "| sd | " in harness.render_markdown(pooled)
+
+
+def test_pooling_refuses_different_experiments():
+    first = _result([_run("plain", 0, 0.7)], recipe=dict(epochs=30))
+    second = _result([_run("plain", 0, 0.7)], recipe=dict(epochs=10))
+    with pytest.raises(ValueError, match="different recipe.*only runs of the same experiment"):
+        harness.pool_results([first, second])
+
+
 def _synthetic_archive(path, per_class=6):
     """A class-sorted archive in the layout of cifar10_train_jpeg.npz."""
     import tensorflow as tf
