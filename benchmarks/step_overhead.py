@@ -186,12 +186,28 @@ def main(argv=None):
     print(f"head parameters / backbone parameters: {parameter_share_of_heads(args.width):.1%}")
     print("head multiply-adds / backbone multiply-adds: "
           f"{multiply_add_share_of_heads(args.width):.1%}")
-    print("\n| model | median step (ms) | vs plain |")
-    print("| --- | ---: | ---: |")
+    print("\n| model | median step (ms) | repeats min-max (ms) | vs plain | "
+          "per-repeat ratio min-max |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for name, value in step.items():
-        print(f"| {name} | {value * 1e3:.1f} | {value / step['plain']:.2f}x |")
+        low, high = ratio_spread(medians[name], medians["plain"])
+        print(f"| {name} | {value * 1e3:.1f} | {min(medians[name]) * 1e3:.1f}-"
+              f"{max(medians[name]) * 1e3:.1f} | {value / step['plain']:.2f}x | "
+              f"{low:.2f}x-{high:.2f}x |")
+    low, high = ratio_spread(medians["SelfDistillModel"], medians["heads, CE only"])
     print(f"\nSelfDistillModel / heads, CE only (distillation machinery): "
-          f"{step['SelfDistillModel'] / step['heads, CE only']:.2f}x")
+          f"{step['SelfDistillModel'] / step['heads, CE only']:.2f}x "
+          f"(per repeat {low:.2f}x-{high:.2f}x)")
+
+
+def ratio_spread(steps, reference_steps) -> tuple:
+    """Min and max of the per-repeat ratios `steps[i] / reference_steps[i]`.
+
+    The models run interleaved, so repeat `i` of both saw the same load: a
+    wide spread says the median ratio is noise.
+    """
+    ratios = [step / reference for step, reference in zip(steps, reference_steps)]
+    return min(ratios), max(ratios)
 
 
 if __name__ == "__main__":
