@@ -8,6 +8,7 @@ from keras_selfdistill import callbacks
 from keras_selfdistill import losses
 from keras_selfdistill import plots
 from keras_selfdistill.layers import AuxiliaryHead
+from keras_selfdistill.losses import TeacherFreeLoss
 from keras_selfdistill.models import BornAgain
 from keras_selfdistill.models import Distiller
 from keras_selfdistill.models import EarlyExitPredictions
@@ -28,6 +29,7 @@ __all__ = [
     "MutualLearning",
     "SelfDistillModel",
     "SelfEnsembleTeacher",
+    "TeacherFreeLoss",
     "TrainingInputs",
     "callbacks",
     "losses",
