@@ -5,11 +5,13 @@ so `keras.saving.load_model(path)` needs no `custom_objects`.
 """
 
 from keras_selfdistill import callbacks
+from keras_selfdistill import class_pairs
 from keras_selfdistill import losses
 from keras_selfdistill import plots
 from keras_selfdistill.layers import AuxiliaryHead
 from keras_selfdistill.losses import TeacherFreeLoss
 from keras_selfdistill.models import BornAgain
+from keras_selfdistill.models import ClassWiseSelfDistillation
 from keras_selfdistill.models import Distiller
 from keras_selfdistill.models import EarlyExitPredictions
 from keras_selfdistill.models import EMATeacher
@@ -23,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuxiliaryHead",
     "BornAgain",
+    "ClassWiseSelfDistillation",
     "Distiller",
     "EMATeacher",
     "EarlyExitPredictions",
@@ -32,6 +35,7 @@ __all__ = [
     "TeacherFreeLoss",
     "TrainingInputs",
     "callbacks",
+    "class_pairs",
     "losses",
     "plots",
     "__version__",
