@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import numpy_references
 import pytest
+from backend_utils import JIT_COMPILE
 from backend_utils import gradients
 from keras import ops
 
@@ -197,3 +198,67 @@ def test_class_wise_objective_refuses_a_negative_weight(batch):
             batch["labels"], batch["logits"], batch["partner_logits"],
             distillation_weight=-1,
         )
+
+
+# -- TeacherFreeLoss in compile ------------------------------------------- #
+
+
+class SubclassedClassifier(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.flatten = keras.layers.Flatten()
+        self.hidden = keras.layers.Dense(32, activation="relu")
+        self.logits = keras.layers.Dense(10)
+
+    def call(self, inputs):
+        return self.logits(self.hidden(self.flatten(inputs)))
+
+
+def functional_classifier():
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Dense(32, activation="relu")(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(10)(hidden))
+
+
+def sequential_classifier():
+    return keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10),
+    ])
+
+
+@pytest.mark.parametrize(
+    "make_model", [functional_classifier, sequential_classifier, SubclassedClassifier]
+)
+def test_any_model_learns_digits_with_the_teacher_free_loss(make_model, digits_split):
+    (train_images, train_labels), (test_images, test_labels) = digits_split
+    keras.utils.set_random_seed(0)
+    model = make_model()
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=TeacherFreeLoss(alpha=0.5, temperature=4.0, true_class_probability=0.9),
+        metrics=["accuracy"],
+        jit_compile=JIT_COMPILE,
+    )
+    history = model.fit(train_images, train_labels, epochs=3, batch_size=64,
+                        validation_data=(test_images, test_labels), verbose=0)
+    assert history.history["val_accuracy"][-1] > 0.88  # chance: 0.1
+
+
+def test_a_model_compiled_with_the_loss_saves_and_loads_safely(digits, tmp_path):
+    images, labels = digits[0][:32], digits[1][:32]
+    model = functional_classifier()
+    model.compile(optimizer="adam", loss=TeacherFreeLoss(alpha=0.3, temperature=2.0))
+    model.fit(images, labels, epochs=1, verbose=0)
+    path = str(tmp_path / "teacher_free.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(
+        restored.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6
+    )
+    assert isinstance(restored.loss, TeacherFreeLoss)
+    assert restored.loss.get_config() == model.loss.get_config()
+    np.testing.assert_allclose(
+        restored.evaluate(images, labels, verbose=0),
+        model.evaluate(images, labels, verbose=0), rtol=1e-5,
+    )
