@@ -169,8 +169,10 @@ def cifar_resnet(width: int = 16, blocks_per_stage: int = 3) -> keras.Model:
 
 
 def arms(width: int, blocks_per_stage: int) -> dict:
-    """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`, and
-    `sd_byot_heads` (`sd` with the authors' head blocks)."""
+    """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`,
+    `sd_byot_heads` (`sd` with the authors' head blocks), and the head-free
+    arms `label_smoothing`, `tf_kd` (teacher-free KD) and `cs_kd`
+    (class-wise self-distillation)."""
     def plain():
         return cifar_resnet(width, blocks_per_stage)
 
@@ -187,7 +189,8 @@ def arms(width: int, blocks_per_stage: int) -> dict:
             plain(), taps=TAPS, head_block="double", head_attention=True
         )
 
-    return dict(plain=plain, heads_ce=heads_ce, sd=sd, sd_byot_heads=sd_byot_heads)
+    return dict(plain=plain, heads_ce=heads_ce, sd=sd, sd_byot_heads=sd_byot_heads,
+                **harness.headfree_arms(plain))
 
 
 # ---------------------------------------------------------------------- #

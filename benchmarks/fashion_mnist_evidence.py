@@ -29,11 +29,14 @@ import harness  # noqa: E402
 
 
 def arms(width: int) -> dict:
-    """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`."""
+    """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`, and
+    the head-free arms `label_smoothing`, `tf_kd` and `cs_kd`
+    (`harness.headfree_arms`)."""
     return dict(
         plain=lambda: demo.build_cnn(width),
         heads_ce=lambda: demo.build_self_distilled(width, alpha=0.0, feature_weight=0.0),
         sd=lambda: demo.build_self_distilled(width),
+        **harness.headfree_arms(lambda: demo.build_cnn(width)),
     )
 
 
@@ -51,6 +54,8 @@ def main(argv=None):
     parser.add_argument("--output", default="benchmarks/results/fashion_mnist_evidence.json")
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--arms", default="plain,heads_ce,sd",
+                        help="comma-separated; also label_smoothing, tf_kd, cs_kd")
     args = parser.parse_args(argv)
     data = demo.load_data(args.train_samples)
     if args.smoke:
@@ -68,7 +73,9 @@ def main(argv=None):
     if os.path.dirname(args.output):
         os.makedirs(os.path.dirname(args.output), exist_ok=True)
     command = harness.command_line(__file__, sys.argv[1:] if argv is None else argv)
-    results = harness.run_arms(arms(args.width), recipe, data, range(args.seeds), settings,
+    builders = {name: build for name, build in arms(args.width).items()
+                if name in args.arms.split(",")}
+    results = harness.run_arms(builders, recipe, data, range(args.seeds), settings,
                                save_to=args.output, command=command)
     page = harness.render_markdown(results)
     print("\n" + page, flush=True)

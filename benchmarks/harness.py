@@ -188,12 +188,52 @@ def is_self_distilled(model) -> bool:
     return hasattr(model, "predict_heads")
 
 
+def with_loss(model, loss):
+    """`model`, to be trained with `loss` instead of the harness's sparse
+    cross-entropy (a plain model's arm: label smoothing, `TeacherFreeLoss`).
+
+    Args:
+        model: a plain `keras.Model` (not one of the package's wrappers,
+            which compute their own loss).
+        loss: a `keras.losses.Loss` taking integer labels and logits.
+
+    Returns:
+        `model`, with the loss recorded on it for `train`.
+    """
+    model.harness_loss = loss
+    return model
+
+
+def _compile_loss(model) -> dict:
+    """The `loss` argument of `compile`: none for the package's models
+    (they compute their own), the arm's own (`with_loss`), else sparse
+    cross-entropy from logits."""
+    from keras_selfdistill.models.distillation_base import DistillationBase
+
+    if isinstance(model, DistillationBase):
+        return {}
+    loss = getattr(model, "harness_loss", None)
+    return dict(loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+
+
+def _needs_class_pairs(model) -> bool:
+    from keras_selfdistill import ClassWiseSelfDistillation
+
+    return isinstance(model, ClassWiseSelfDistillation)
+
+
 def train(model, recipe: Recipe, x_train, y_train, seed: int) -> list:
     """Trains for `recipe.epochs`; returns each epoch's training-mode accuracy.
 
     The order of the batches and the augmentation come from
-    `numpy.random.default_rng(seed)`, the same for every arm of a seed.
+    `numpy.random.default_rng(seed)`, the same for every arm of a seed. A
+    CS-KD arm (`ClassWiseSelfDistillation`) gets every sample of the
+    epoch's augmented images paired with a random augmented image of its
+    class, drawn from a second generator (so the order and augmentation stay
+    those of the other arms).
     """
+    from keras_selfdistill.class_pairs import pair_by_class
+
     steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
     add_weight_decay(model, recipe.weight_decay if recipe.optimizer == "sgd" else 0.0)
     model.compile(
@@ -201,20 +241,69 @@ def train(model, recipe: Recipe, x_train, y_train, seed: int) -> list:
         metrics=["accuracy"],
         jit_compile=False,
         run_eagerly=recipe.run_eagerly,
-        **({} if is_self_distilled(model) else dict(
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))),
+        **_compile_loss(model),
     )
     rng = np.random.default_rng(seed)
+    partner_rng = np.random.default_rng([seed, 1])
     curve = []
     for _ in range(recipe.epochs):
         order = rng.permutation(len(x_train))
         images = x_train[order]
         if recipe.augment is not None:
             images = recipe.augment(images, rng)
-        history = model.fit(images, y_train[order], batch_size=recipe.batch_size,
+        labels = y_train[order]
+        if _needs_class_pairs(model):
+            images, labels = pair_by_class(images, labels, seed=partner_rng)
+        history = model.fit(images, labels, batch_size=recipe.batch_size,
                             epochs=1, shuffle=False, verbose=0)
         curve.append(float(history.history["accuracy"][-1]))
     return curve
+
+
+def headfree_arms(plain) -> dict:
+    """Arms that change only the loss or the batches of the `plain` model.
+
+    - `label_smoothing`: cross-entropy with label smoothing 0.1, the fair
+      baseline of the teacher-free loss.
+    - `tf_kd`: `TeacherFreeLoss` with `alpha=0.1, temperature=20,
+      true_class_probability=0.99` (the library's defaults).
+    - `cs_kd`: `ClassWiseSelfDistillation` with the paper's `T=4`,
+      `lambda=1`; every sample paired with an image of its class.
+    Args:
+        plain: callable returning a new plain `keras.Model` (logits).
+
+    Returns:
+        dict `name -> build()`.
+    """
+    from keras_selfdistill import ClassWiseSelfDistillation
+    from keras_selfdistill import TeacherFreeLoss
+
+    def label_smoothing():
+        return with_loss(plain(), SparseLabelSmoothing(0.1))
+
+    def tf_kd():
+        return with_loss(plain(), TeacherFreeLoss())
+
+    def cs_kd():
+        return ClassWiseSelfDistillation(plain(), temperature=4.0, distillation_weight=1.0)
+
+    return dict(label_smoothing=label_smoothing, tf_kd=tf_kd, cs_kd=cs_kd)
+
+
+class SparseLabelSmoothing(keras.losses.Loss):
+    """`CategoricalCrossentropy(from_logits=True, label_smoothing=eps)` on
+    integer class ids (Keras's sparse cross-entropy has no smoothing)."""
+
+    def __init__(self, label_smoothing: float, name="label_smoothing"):
+        super().__init__(name=name)
+        self.label_smoothing = label_smoothing
+        self.cross_entropy = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing, reduction=None)
+
+    def call(self, y_true, y_pred):
+        class_ids = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+        one_hot = keras.ops.one_hot(class_ids, y_pred.shape[-1])
+        return self.cross_entropy(one_hot, y_pred)
 
 
 def evaluate(model, x, y, batch_size: int = 500) -> dict:

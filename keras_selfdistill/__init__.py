@@ -5,10 +5,13 @@ so `keras.saving.load_model(path)` needs no `custom_objects`.
 """
 
 from keras_selfdistill import callbacks
+from keras_selfdistill import class_pairs
 from keras_selfdistill import losses
 from keras_selfdistill import plots
 from keras_selfdistill.layers import AuxiliaryHead
+from keras_selfdistill.losses import TeacherFreeLoss
 from keras_selfdistill.models import BornAgain
+from keras_selfdistill.models import ClassWiseSelfDistillation
 from keras_selfdistill.models import Distiller
 from keras_selfdistill.models import EarlyExitPredictions
 from keras_selfdistill.models import EMATeacher
@@ -22,14 +25,17 @@ __version__ = "0.1.0"
 __all__ = [
     "AuxiliaryHead",
     "BornAgain",
+    "ClassWiseSelfDistillation",
     "Distiller",
     "EMATeacher",
     "EarlyExitPredictions",
     "MutualLearning",
     "SelfDistillModel",
     "SelfEnsembleTeacher",
+    "TeacherFreeLoss",
     "TrainingInputs",
     "callbacks",
+    "class_pairs",
     "losses",
     "plots",
     "__version__",

@@ -11,13 +11,18 @@ convention for `sample_weight`.
 Teacher-side inputs (teacher logits, teacher features) always pass through
 `keras.ops.stop_gradient`: a teacher is a target, never something the
 student's loss may move.
+
+`TeacherFreeLoss` is the one Keras loss object here: teacher-free KD needs
+no model wrapper, so it plugs into `model.compile(loss=...)` of any model.
 """
 
 import math
 
+import keras
 from keras import ops
 
 from keras_selfdistill.validation import check_non_negative
+from keras_selfdistill.validation import check_number
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
 
@@ -500,7 +505,313 @@ def mutual_learning_loss(
     }
 
 
+def check_true_class_probability(value, num_classes=None) -> None:
+    """`value` must be a number in (0, 1), and at least `1 / num_classes`.
+
+    A virtual teacher that gives the true class less than the uniform
+    `1 / num_classes` would teach the wrong class; `1` itself would give the
+    other classes probability 0 (a logit of minus infinity).
+
+    Args:
+        value: the received `true_class_probability`.
+        num_classes: int or `None` (not known yet: only (0, 1) is checked).
+
+    Raises:
+        ValueError: naming the value and the allowed range.
+    """
+    name = "true_class_probability"
+    check_number(name, value, 0.0, 1.0, False, "in (0, 1)")
+    if value == 1.0:
+        raise ValueError(
+            f"`{name}` must be in (0, 1): at 1 the virtual teacher gives the "
+            "other classes probability 0, whose log is -inf. Use e.g. 0.99. "
+            f"Received: {name}={value!r}"
+        )
+    if num_classes is not None and value < 1.0 / num_classes:
+        raise ValueError(
+            f"`{name}` must be at least 1 / num_classes = "
+            f"{1.0 / num_classes:.4g} for {num_classes} classes, or the "
+            "virtual teacher prefers a wrong class. Received: "
+            f"{name}={value!r}"
+        )
+
+
+def virtual_teacher_logits(labels, logits, true_class_probability=0.99):
+    """Logits of the teacher-free virtual teacher: `log u`.
+
+    The virtual teacher of Yuan et al. (2020) gives probability `a` to the
+    true class and spreads `1 - a` evenly over the `K - 1` others:
+
+    `u_k = a` for the true class, `u_k = (1 - a) / (K - 1)` otherwise.
+
+    With one-hot (or soft, e.g. mixup) labels `y` this is
+    `u = a * y + (1 - a) / (K - 1) * (1 - y)`, a distribution whenever `y`
+    is. Log-probabilities are valid logits (`softmax(log u) = u`), so
+    `softmax(log(u) / T)` is the teacher softened with temperature `T`.
+
+    Args:
+        labels: integer class ids `(batch,)`/`(batch, 1)` or class
+            probability vectors `(batch, num_classes)`.
+        logits: tensor `(batch, num_classes)`, the model's logits; only its
+            static shape is read (the number of classes, `K >= 2`).
+        true_class_probability: float in `[1/K, 1)`. `a` above. Defaults to
+            `0.99` (the authors' code).
+
+    Returns:
+        A float32 tensor `(batch, num_classes)`: `log u`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> teacher = virtual_teacher_logits(
+    ...     np.array([1]), np.zeros((1, 3)), true_class_probability=0.8
+    ... )
+    >>> [round(float(p), 4) for p in np.exp(np.asarray(teacher))[0]]
+    [0.1, 0.8, 0.1]
+    """
+    num_classes = logits.shape[-1]
+    if num_classes is None or num_classes < 2:
+        raise ValueError(
+            "A virtual teacher needs a known number of classes >= 2. "
+            f"Received: logits with shape {tuple(logits.shape)}"
+        )
+    if isinstance(true_class_probability, (int, float)):
+        check_true_class_probability(true_class_probability, num_classes)
+    if labels_are_one_hot(labels, logits):
+        target = _as_float32(labels)
+    else:
+        class_ids = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        target = ops.one_hot(class_ids, num_classes, dtype="float32")
+    probability = _as_float32(true_class_probability)
+    others = (1.0 - probability) / (num_classes - 1)
+    return ops.log(probability * target + others * (1.0 - target))
+
+
+def teacher_free_objective(
+    labels,
+    logits,
+    alpha=0.1,
+    temperature=20.0,
+    true_class_probability=0.99,
+    scale_by_temperature_squared: bool = False,
+):
+    """Per-sample teacher-free KD loss, regularisation form (Tf-KD_reg).
+
+    `(1 - alpha) * CE(y, z) + alpha * KL(softmax(log(u) / T) || softmax(z / T))`
+
+    with the virtual teacher `u` of `virtual_teacher_logits` (probability
+    `a` on the true class). No model is trained as a teacher: `u` is built
+    from the labels.
+
+    **Relation to label smoothing.** At `T = 1` the loss is a label-smoothed
+    cross-entropy up to a constant:
+    `(1 - alpha) * CE(y, z) + alpha * KL(u || p) = CE(y_ls, z) - alpha * H(u)`
+    with `y_ls = (1 - eps) * y + eps / K` and
+    `eps = alpha * (1 - a) * K / (K - 1)`. `H(u)` does not depend on the
+    model, so the gradients are those of
+    `keras.losses.CategoricalCrossentropy(label_smoothing=eps)`; with
+    `alpha = 1` it is label smoothing with `eps = (1 - a) * K / (K - 1)`.
+    A temperature `T > 1` makes it differ: both distributions are softened.
+
+    Args:
+        labels: integer class ids or one-hot labels (see `cross_entropy`).
+        logits: tensor `(batch, num_classes)`, unnormalised scores.
+        alpha: float in [0, 1]. Weight of the virtual-teacher term.
+            Defaults to `0.1`.
+        temperature: float > 0. `T`, applied to both distributions.
+            Defaults to `20.0`.
+        true_class_probability: float in `[1/K, 1)`. `a`. Defaults to
+            `0.99`.
+        scale_by_temperature_squared: bool. Multiply the KL by `T^2`
+            (Hinton et al., 2015). Defaults to `False`, the paper's equation.
+
+    Returns:
+        A dict of float32 tensors `(batch,)`: `"cross_entropy"`,
+        `"distillation"` (the KL, unweighted) and `"total"`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> terms = teacher_free_objective(
+    ...     np.array([0]), np.array([[2.0, 0.0]]), alpha=1.0,
+    ...     temperature=1.0, true_class_probability=0.9,
+    ... )
+    >>> round(float(np.asarray(terms["total"])[0]), 4)  # KL(u || p)
+    0.0018
+
+    References:
+        Yuan, Tay, Li, Wang, Feng. "Revisiting Knowledge Distillation via
+        Label Smoothing Regularization", CVPR 2020, equations (8)-(9).
+        https://arxiv.org/abs/1909.11723
+    """
+    teacher_logits = virtual_teacher_logits(
+        labels, logits, true_class_probability
+    )
+    return distillation_objective(
+        labels,
+        logits,
+        teacher_logits,
+        alpha=alpha,
+        temperature=temperature,
+        scale_by_temperature_squared=scale_by_temperature_squared,
+    )
+
+
+def class_wise_objective(
+    labels, logits, partner_logits, temperature=4.0, distillation_weight=1.0
+):
+    """Per-sample class-wise self-knowledge distillation loss (CS-KD).
+
+    `CE(y, z) + lambda * T^2 * KL(softmax(z' / T) || softmax(z / T))`
+
+    where `z` are the model's logits for a sample `x` and `z'` its logits
+    for another sample `x'` of the same class: the model's prediction on one
+    sample of a class is the target of its prediction on another, which
+    makes the predictions within a class consistent. `z'` passes through
+    `stop_gradient` (the authors compute it under `torch.no_grad`).
+
+    Args:
+        labels: integer class ids or one-hot labels of `x` (see
+            `cross_entropy`).
+        logits: tensor `(batch, num_classes)`, the logits for `x`.
+        partner_logits: tensor `(batch, num_classes)`, the logits for the
+            same-class partners `x'`; receives no gradient.
+        temperature: float > 0 or scalar tensor. `T`. Defaults to `4.0`
+            (the paper's).
+        distillation_weight: float >= 0 or scalar tensor. `lambda`.
+            Defaults to `1.0` (the paper's).
+
+    Returns:
+        A dict of float32 tensors `(batch,)`: `"cross_entropy"`,
+        `"distillation"` (`T^2 * KL`, unweighted) and `"total"`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> terms = class_wise_objective(
+    ...     np.array([0]), np.array([[1.0, 0.0]]), np.array([[1.0, 0.0]])
+    ... )
+    >>> round(float(np.asarray(terms["distillation"])[0]), 4)  # same logits
+    0.0
+
+    References:
+        Yun, Park, Lee, Shin. "Regularizing Class-wise Predictions via
+        Self-knowledge Distillation", CVPR 2020, equation (1)-(2).
+        https://arxiv.org/abs/2003.13964
+    """
+    _check_python_number(
+        check_non_negative, "distillation_weight", distillation_weight
+    )
+    cross_entropy_term = cross_entropy(labels, logits)
+    kl = softened_kl_divergence(partner_logits, logits, temperature=temperature)
+    return {
+        "cross_entropy": cross_entropy_term,
+        "distillation": kl,
+        "total": cross_entropy_term + _as_float32(distillation_weight) * kl,
+    }
+
+
+@keras.saving.register_keras_serializable(package="keras_selfdistill")
+class TeacherFreeLoss(keras.losses.Loss):
+    """Teacher-free knowledge distillation as a Keras loss: no teacher model.
+
+    A drop-in replacement for `keras.losses.SparseCategoricalCrossentropy`
+    or `CategoricalCrossentropy(from_logits=True)` on any model (functional,
+    Sequential, subclassed): `model.compile(loss=TeacherFreeLoss())`. The
+    model learns from the labels and from a hand-made virtual teacher that
+    puts probability `a` on the true class (Yuan et al., 2020, Tf-KD_reg):
+
+    `L = (1 - alpha) * CE(y, z) + alpha * KL(softmax(log(u) / T) || softmax(z / T))`
+
+    `u_k = a` for the true class, `(1 - a) / (K - 1)` otherwise
+    (`teacher_free_objective` computes it).
+
+    **Label smoothing.** At `temperature=1` this is exactly label smoothing
+    up to a constant (so with the same gradients):
+    `CategoricalCrossentropy(from_logits=True, label_smoothing=eps)` with
+    `eps = alpha * (1 - a) * K / (K - 1)`; `alpha=1` gives
+    `eps = (1 - a) * K / (K - 1)`. The loss values differ by
+    `alpha * H(u)`, the entropy of the virtual teacher. A temperature above
+    1 softens the teacher and the model's prediction alike, which label
+    smoothing cannot express.
+
+    `y_pred` must be logits (the model's last layer without a softmax);
+    labels may be integer class ids or one-hot vectors. The values are
+    fixed at construction (a compiled step reads them once).
+
+    Args:
+        alpha: float in [0, 1]. Weight of the virtual-teacher term.
+            Defaults to `0.1`.
+        temperature: float > 0. Softens the teacher and the prediction.
+            Defaults to `20.0`.
+        true_class_probability: float in (0, 1), and at least `1/K` for `K`
+            classes (checked on the first call). `a`. Defaults to `0.99`
+            (the authors' code).
+        scale_by_temperature_squared: bool. Multiply the KL by `T^2`.
+            Defaults to `False` (the paper's equation).
+        reduction: as in `keras.losses.Loss`. Defaults to
+            `"sum_over_batch_size"`.
+        name: str. Defaults to `"teacher_free"`.
+        dtype: as in `keras.losses.Loss`.
+
+    Example:
+
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> model.compile(optimizer="adam", loss=TeacherFreeLoss(alpha=0.5))
+    >>> history = model.fit(
+    ...     np.zeros((8, 4)), np.array([0, 1, 2, 0, 1, 2, 0, 1]), verbose=0
+    ... )
+
+    References:
+        Yuan, Tay, Li, Wang, Feng. "Revisiting Knowledge Distillation via
+        Label Smoothing Regularization", CVPR 2020, equations (8)-(9).
+        https://arxiv.org/abs/1909.11723
+    """
+
+    def __init__(
+        self,
+        alpha=0.1,
+        temperature=20.0,
+        true_class_probability=0.99,
+        scale_by_temperature_squared=False,
+        reduction="sum_over_batch_size",
+        name="teacher_free",
+        dtype=None,
+    ):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        check_unit_interval("alpha", alpha)
+        check_positive("temperature", temperature)
+        check_true_class_probability(true_class_probability)
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+        self.true_class_probability = float(true_class_probability)
+        self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+
+    def call(self, y_true, y_pred):
+        return teacher_free_objective(
+            y_true,
+            y_pred,
+            alpha=self.alpha,
+            temperature=self.temperature,
+            true_class_probability=self.true_class_probability,
+            scale_by_temperature_squared=self.scale_by_temperature_squared,
+        )["total"]
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "true_class_probability": self.true_class_probability,
+            "scale_by_temperature_squared": self.scale_by_temperature_squared,
+        }
+
+
 __all__ = [
+    "TeacherFreeLoss",
+    "check_true_class_probability",
+    "class_wise_objective",
     "cross_entropy",
     "distillation_objective",
     "feature_distance",
@@ -509,6 +820,8 @@ __all__ = [
     "peer_teacher_logits",
     "self_distillation_loss",
     "softened_kl_divergence",
+    "teacher_free_objective",
+    "virtual_teacher_logits",
     "weighted_batch_mean",
 ]
 

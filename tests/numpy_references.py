@@ -104,3 +104,36 @@ def numpy_mutual_learning_loss(
         per_sample = (1 - alpha) * numpy_cross_entropy(labels, logits) + alpha * kl
         totals.append(float((per_sample * weights).mean()))
     return totals
+
+
+def numpy_virtual_teacher(labels, num_classes, true_class_probability):
+    """Teacher-free KD's virtual teacher `u`, one row per sample, written
+    out: `a` on the true class, `(1 - a) / (K - 1)` on every other."""
+    labels = np.asarray(labels).reshape(-1).astype(int)
+    others = (1.0 - true_class_probability) / (num_classes - 1)
+    teacher = np.full((len(labels), num_classes), others, dtype="float64")
+    teacher[np.arange(len(labels)), labels] = true_class_probability
+    return teacher
+
+
+def numpy_teacher_free_loss(
+    labels, logits, alpha, temperature, true_class_probability, squared=False
+):
+    """Per-sample Tf-KD_reg: `(1 - a) CE + a KL(u^(1/T)/Z || softmax(z/T))`,
+    the softened teacher computed from the probabilities `u` directly."""
+    logits = np.asarray(logits, "float64")
+    teacher = numpy_virtual_teacher(labels, logits.shape[-1], true_class_probability)
+    softened = teacher ** (1.0 / temperature)
+    softened = softened / softened.sum(axis=-1, keepdims=True)
+    student = numpy_log_softmax(logits / temperature)
+    kl = (softened * (np.log(softened) - student)).sum(axis=-1)
+    if squared:
+        kl = kl * temperature**2
+    return (1 - alpha) * numpy_cross_entropy(labels, logits) + alpha * kl
+
+
+def numpy_class_wise_loss(labels, logits, partner_logits, temperature, weight):
+    """Per-sample CS-KD: `CE(y, z) + lambda T^2 KL(softmax(z'/T) || softmax(z/T))`."""
+    return numpy_cross_entropy(labels, logits) + weight * numpy_softened_kl(
+        partner_logits, logits, temperature
+    )

@@ -155,3 +155,46 @@ def test_cifar10_smoke_runs_every_arm(tmp_path):
     assert set(sd_run["test"]) == {"served", "head_1", "head_2", "ensemble"}
     page = markdown.read_text()
     assert "| sd ensemble |" in page and "--smoke" in page
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="backend-independent; runs in the TensorFlow pass")
+def test_cifar10_smoke_runs_the_headfree_arms(tmp_path):
+    import cifar10_evidence
+
+    archive = tmp_path / "cifar.npz"
+    _synthetic_archive(archive)
+    output = tmp_path / "result.json"
+    cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
+                           "--arms", "plain,label_smoothing,tf_kd,cs_kd",
+                           "--output", str(output)])
+    runs = json.loads(output.read_text())["runs"]
+    assert [run["arm"] for run in runs] == ["plain", "label_smoothing", "tf_kd", "cs_kd"]
+    for run in runs:
+        assert set(run["test"]) == {"served"}
+        assert np.isfinite(run["test"]["served"]["nll"])
+
+
+def test_the_label_smoothing_arm_is_keras_label_smoothing_on_class_ids():
+    labels = np.array([0, 2, 1])
+    logits = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
+    smoothing = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(harness.SparseLabelSmoothing(0.1)(labels, logits)),
+        keras.ops.convert_to_numpy(smoothing(np.eye(4)[labels], logits)), rtol=1e-6)
+
+
+def test_harness_trains_a_with_loss_arm_with_its_own_loss():
+    class Recording(keras.losses.Loss):
+        calls = 0
+
+        def call(self, y_true, y_pred):
+            Recording.calls += 1
+            return keras.ops.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+
+    model = harness.with_loss(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]),
+                              Recording())
+    recipe = harness.Recipe(epochs=1, batch_size=4, run_eagerly=True)
+    x = np.zeros((8, 3), "float32")
+    harness.train(model, recipe, x, np.array([0, 1] * 4), seed=0)
+    assert Recording.calls > 0

@@ -1,6 +1,7 @@
 """Training wrappers: every model here is a `keras.Model` you `fit`."""
 
 from keras_selfdistill.models.born_again import BornAgain
+from keras_selfdistill.models.class_wise import ClassWiseSelfDistillation
 from keras_selfdistill.models.distiller import Distiller
 from keras_selfdistill.models.early_exit import EarlyExitPredictions
 from keras_selfdistill.models.ema_teacher import EMATeacher
@@ -11,6 +12,7 @@ from keras_selfdistill.models.training_inputs import TrainingInputs
 
 __all__ = [
     "BornAgain",
+    "ClassWiseSelfDistillation",
     "Distiller",
     "EMATeacher",
     "EarlyExitPredictions",

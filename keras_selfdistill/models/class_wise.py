@@ -1,0 +1,217 @@
+"""`ClassWiseSelfDistillation`: CS-KD, a model taught by itself on same-class
+samples."""
+
+import keras
+from keras import ops
+
+from keras_selfdistill import losses
+from keras_selfdistill.class_pairs import INPUTS_KEY
+from keras_selfdistill.class_pairs import PARTNER_INPUTS_KEY
+from keras_selfdistill.class_pairs import is_paired_batch
+from keras_selfdistill.models.distillation_base import DistillationBase
+from keras_selfdistill.models.graph import check_outputs_logits
+from keras_selfdistill.models.graph import producing_layer
+from keras_selfdistill.models.hyperparameters import Hyperparameter
+from keras_selfdistill.validation import check_non_negative
+from keras_selfdistill.validation import check_positive
+
+
+def _check_student(student):
+    if not isinstance(student, keras.Model):
+        raise ValueError(
+            "`student` must be a keras.Model mapping inputs to logits "
+            f"(batch, num_classes). Received: student of type "
+            f"{type(student).__name__}"
+        )
+    if not student.built or not student.weights:
+        raise ValueError(
+            "`student` must be built (have its weights), so they are saved "
+            "and restored with the model: build it with a keras.Input "
+            "(functional/Sequential) or call it once on a batch. Received: "
+            f"unbuilt student '{student.name}'."
+        )
+    try:
+        outputs = student.outputs
+    except (AttributeError, ValueError):
+        return  # Subclassed: shapes are checked when the loss runs.
+    if outputs and (len(outputs) != 1 or len(outputs[0].shape) != 2):
+        raise ValueError(
+            "`student` must have one output of logits (batch, num_classes). "
+            f"Received: output shape(s) {[tuple(o.shape) for o in outputs]}"
+        )
+    if outputs:
+        check_outputs_logits(
+            producing_layer(outputs[0]), f"Student '{student.name}'"
+        )
+
+
+def _known_num_classes(student):
+    try:
+        outputs = student.outputs
+    except (AttributeError, ValueError):
+        return None
+    return outputs[0].shape[-1] if outputs else None
+
+
+@keras.saving.register_keras_serializable(package="keras_selfdistill")
+class ClassWiseSelfDistillation(DistillationBase):
+    """Class-wise self-knowledge distillation (CS-KD) in plain `model.fit`.
+
+    The model's prediction on one sample of a class teaches its prediction
+    on another sample of the same class (Yun et al., 2020). No teacher, no
+    extra head: each training sample `x` comes with a partner `x'` of its
+    class, and with logits `z = f(x)`, `z' = f(x')`:
+
+    `L = CE(y, z) + lambda * T^2 * KL(softmax(z' / T) || softmax(z / T))`
+
+    averaged over the batch with `sample_weight`. `z'` is a target
+    (`stop_gradient`): the partner's forward pass receives no gradient, as
+    the authors compute it under `torch.no_grad`. Both passes run in training
+    mode (the partner's updates batch-normalisation statistics too, as in
+    the authors' code). Each step costs two forward passes and one backward
+    pass. The math is `keras_selfdistill.losses.class_wise_objective`.
+
+    **Data.** Training batches must be paired:
+    `({"inputs": x, "partner_inputs": x_partner}, y)`, with `y` the labels
+    of `x`. `keras_selfdistill.class_pairs` makes them from numpy arrays
+    (`pair_by_class`), as a `PyDataset` that draws new partners each epoch
+    (`ClassPairedBatches`), or as indices for `tf.data`
+    (`class_partner_indices`). `fit` on unpaired batches raises. `evaluate`
+    and validation take either: on plain `(x, y)` the reported `loss` is the
+    cross-entropy and `distillation_loss` is 0 (there is no partner).
+
+    What is served: `predict` and `__call__` return the student's logits on
+    plain inputs; `model.student` is the trained model itself.
+    `compile(metrics=["accuracy"])` reports the student's metrics under
+    their plain names; the history also has `cross_entropy_loss` and
+    `distillation_loss` (`T^2 * KL`, before `distillation_weight`).
+
+    Args:
+        student: a built `keras.Model` (functional, Sequential, or
+            subclassed with `get_config`) mapping inputs to logits
+            `(batch, num_classes)`. It is trained in place.
+        temperature: float > 0. `T`. Held in a non-trainable variable, so
+            `model.temperature = 2.0` reaches a compiled step. Defaults to
+            `4.0` (the paper's).
+        distillation_weight: float >= 0. `lambda`. Also a variable.
+            Defaults to `1.0` (the paper's).
+        **kwargs: base model arguments (`name`, `trainable`, `dtype`).
+
+    Example:
+
+    ```python
+    from keras_selfdistill.class_pairs import ClassPairedBatches
+
+    model = ClassWiseSelfDistillation(classifier, temperature=4.0)
+    model.compile(optimizer="adam", metrics=["accuracy"])
+    model.fit(ClassPairedBatches(x_train, y_train, batch_size=64), epochs=5,
+              validation_data=(x_val, y_val))
+    model.student.save("classifier.keras")  # a plain keras.Model
+    ```
+
+    References:
+        Yun, Park, Lee, Shin. "Regularizing Class-wise Predictions via
+        Self-knowledge Distillation", CVPR 2020, equations (1)-(2).
+        https://arxiv.org/abs/2003.13964
+    """
+
+    temperature = Hyperparameter(check_positive)
+    distillation_weight = Hyperparameter(check_non_negative)
+
+    def __init__(self, student, temperature=4.0, distillation_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        _check_student(student)
+        self.num_classes = _known_num_classes(student)  # For `fit`'s check.
+        self.temperature = temperature
+        self.distillation_weight = distillation_weight
+        self.student = student
+        self.built = True
+
+    # -- forward pass ---------------------------------------------------- #
+
+    def training_outputs(self, inputs, training=None):
+        if not is_paired_batch(inputs):
+            return {"logits": [self.student(inputs, training=training)]}
+        logits = self.student(inputs[INPUTS_KEY], training=training)
+        partner_logits = self.student(inputs[PARTNER_INPUTS_KEY], training=training)
+        return {
+            "logits": [logits],
+            "partner_logits": ops.stop_gradient(partner_logits),
+        }
+
+    def inference_outputs(self, inputs, training=None):
+        if is_paired_batch(inputs):
+            raise ValueError(
+                f"{type(self).__name__} serves the student on plain inputs; "
+                "a paired batch ({'inputs': ..., 'partner_inputs': ...}) is "
+                "for fit and evaluate. Received: a paired batch. Pass "
+                "x['inputs'] instead."
+            )
+        return self.student(inputs, training=training)
+
+    def train_step(self, *args):
+        """Keras's `train_step` on a paired batch (see the class docstring).
+
+        Raises:
+            ValueError: for a batch without partners.
+        """
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(args[-1])
+        if not is_paired_batch(x):
+            raise ValueError(
+                f"{type(self).__name__} trains on batches where every "
+                "sample has a same-class partner: ({'inputs': x, "
+                "'partner_inputs': x_partner}, y). Make them with "
+                "keras_selfdistill.class_pairs (ClassPairedBatches, "
+                "pair_by_class, class_partner_indices). Received: inputs of "
+                f"type {type(x).__name__}"
+                + (f" with keys {sorted(x)}" if isinstance(x, dict) else "")
+                + "."
+            )
+        return super().train_step(*args)
+
+    # -- training -------------------------------------------------------- #
+
+    @property
+    def metric_head_names(self):
+        return ["student"]
+
+    def compute_loss(
+        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
+    ):
+        self.check_training_batch(y, y_pred)
+        logits = y_pred["logits"][0]
+        if "partner_logits" in y_pred:
+            terms = losses.class_wise_objective(
+                y,
+                logits,
+                y_pred["partner_logits"],
+                temperature=self.temperature,
+                distillation_weight=self.distillation_weight,
+            )
+        else:
+            cross_entropy = losses.cross_entropy(y, logits)
+            terms = {
+                "cross_entropy": cross_entropy,
+                "distillation": ops.zeros_like(cross_entropy),
+                "total": cross_entropy,
+            }
+        terms = {
+            key: losses.weighted_batch_mean(value, sample_weight)
+            for key, value in terms.items()
+        }
+        self.update_loss_trackers(terms, ops.shape(logits)[0])
+        return self.add_extra_losses(terms["total"])
+
+    # -- serialization --------------------------------------------------- #
+
+    def get_config(self):
+        return {
+            **self.base_config(),
+            "student": keras.saving.serialize_keras_object(self.student),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = cls.constructor_arguments(config)
+        student = keras.saving.deserialize_keras_object(config.pop("student"))
+        return cls(student, **config)
