@@ -13,9 +13,11 @@ from keras_selfdistill.models import Distiller
 from keras_selfdistill.models import EarlyExitPredictions
 from keras_selfdistill.models import EMATeacher
 from keras_selfdistill.models import MutualLearning
+from keras_selfdistill.models import ProgressiveSelfKD
 from keras_selfdistill.models import SelfDistillModel
 from keras_selfdistill.models import SelfEnsembleTeacher
 from keras_selfdistill.models import TrainingInputs
+from keras_selfdistill.sample_index import with_sample_index
 
 __version__ = "0.1.0"
 
@@ -26,11 +28,13 @@ __all__ = [
     "EMATeacher",
     "EarlyExitPredictions",
     "MutualLearning",
+    "ProgressiveSelfKD",
     "SelfDistillModel",
     "SelfEnsembleTeacher",
     "TrainingInputs",
     "callbacks",
     "losses",
     "plots",
+    "with_sample_index",
     "__version__",
 ]

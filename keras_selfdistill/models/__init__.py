@@ -5,6 +5,7 @@ from keras_selfdistill.models.distiller import Distiller
 from keras_selfdistill.models.early_exit import EarlyExitPredictions
 from keras_selfdistill.models.ema_teacher import EMATeacher
 from keras_selfdistill.models.mutual_learning import MutualLearning
+from keras_selfdistill.models.progressive_self_kd import ProgressiveSelfKD
 from keras_selfdistill.models.self_distill_model import SelfDistillModel
 from keras_selfdistill.models.self_ensemble import SelfEnsembleTeacher
 from keras_selfdistill.models.training_inputs import TrainingInputs
@@ -15,6 +16,7 @@ __all__ = [
     "EMATeacher",
     "EarlyExitPredictions",
     "MutualLearning",
+    "ProgressiveSelfKD",
     "SelfDistillModel",
     "SelfEnsembleTeacher",
     "TrainingInputs",
