@@ -7,11 +7,15 @@ so `keras.saving.load_model(path)` needs no `custom_objects`.
 from keras_selfdistill import callbacks
 from keras_selfdistill import losses
 from keras_selfdistill import plots
+from keras_selfdistill.last_batch_repeats import LastBatchRepeats
+from keras_selfdistill.last_batch_repeats import last_batch_repeat_order
+from keras_selfdistill.last_batch_repeats import repeat_last_half_batches
 from keras_selfdistill.layers import AuxiliaryHead
 from keras_selfdistill.models import BornAgain
 from keras_selfdistill.models import Distiller
 from keras_selfdistill.models import EarlyExitPredictions
 from keras_selfdistill.models import EMATeacher
+from keras_selfdistill.models import LastBatchSelfKD
 from keras_selfdistill.models import MutualLearning
 from keras_selfdistill.models import ProgressiveSelfKD
 from keras_selfdistill.models import SelfDistillModel
@@ -27,14 +31,18 @@ __all__ = [
     "Distiller",
     "EMATeacher",
     "EarlyExitPredictions",
+    "LastBatchRepeats",
+    "LastBatchSelfKD",
     "MutualLearning",
     "ProgressiveSelfKD",
     "SelfDistillModel",
     "SelfEnsembleTeacher",
     "TrainingInputs",
     "callbacks",
+    "last_batch_repeat_order",
     "losses",
     "plots",
+    "repeat_last_half_batches",
     "with_sample_index",
     "__version__",
 ]
