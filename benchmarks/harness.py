@@ -188,31 +188,80 @@ def is_self_distilled(model) -> bool:
     return hasattr(model, "predict_heads")
 
 
-def train(model, recipe: Recipe, x_train, y_train, seed: int) -> list:
+def computes_own_loss(model) -> bool:
+    """Whether the model is one of the library's wrappers, which compile
+    without a `loss` (they all report `loss_term_names`)."""
+    return hasattr(model, "loss_term_names")
+
+
+def plain_epoch_inputs(order, x_train, y_train, recipe: "Recipe", rng):
+    """One epoch's `fit` inputs for a plain arm: the images in `order`,
+    augmented, and their labels, in batches of `recipe.batch_size`.
+
+    Returns:
+        `(x, y, batch_size)`.
+    """
+    images = x_train[order]
+    if recipe.augment is not None:
+        images = recipe.augment(images, rng)
+    return images, y_train[order], recipe.batch_size
+
+
+def plain_steps_per_epoch(num_samples: int, recipe: "Recipe") -> int:
+    """Optimizer steps of one epoch of `plain_epoch_inputs`."""
+    return int(np.ceil(num_samples / recipe.batch_size))
+
+
+@dataclass
+class Arm:
+    """An arm whose training inputs are not plain `(images, labels)`.
+
+    `run_arms` takes a builder function (a plain arm) or an `Arm`.
+
+    Attributes:
+        build: callable `() -> keras.Model`.
+        epoch_inputs: callable `(order, x_train, y_train, recipe, rng) ->
+            (x, y, batch_size)`, one epoch's `fit` arguments from the epoch's
+            sample order (the same for every arm of a seed). Defaults to
+            `plain_epoch_inputs`.
+        steps_per_epoch: callable `(num_samples, recipe) -> int`, for the
+            learning-rate schedule. Defaults to `plain_steps_per_epoch`.
+    """
+
+    build: Callable
+    epoch_inputs: Callable = plain_epoch_inputs
+    steps_per_epoch: Callable = plain_steps_per_epoch
+
+
+def as_arm(build) -> Arm:
+    """`build` itself if it is an `Arm`, else a plain `Arm` around it."""
+    return build if isinstance(build, Arm) else Arm(build)
+
+
+def train(model, recipe: Recipe, x_train, y_train, seed: int, arm: Optional[Arm] = None) -> list:
     """Trains for `recipe.epochs`; returns each epoch's training-mode accuracy.
 
-    The order of the batches and the augmentation come from
-    `numpy.random.default_rng(seed)`, the same for every arm of a seed.
+    The order of the samples and the augmentation come from
+    `numpy.random.default_rng(seed)`, the same for every arm of a seed; an
+    `Arm`'s `epoch_inputs` turns the order into its own `fit` inputs.
     """
-    steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
+    arm = arm or Arm(build=None)
+    steps_per_epoch = arm.steps_per_epoch(len(x_train), recipe)
     add_weight_decay(model, recipe.weight_decay if recipe.optimizer == "sgd" else 0.0)
     model.compile(
         optimizer=make_optimizer(recipe, steps_per_epoch * recipe.epochs),
         metrics=["accuracy"],
         jit_compile=False,
         run_eagerly=recipe.run_eagerly,
-        **({} if is_self_distilled(model) else dict(
+        **({} if computes_own_loss(model) else dict(
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))),
     )
     rng = np.random.default_rng(seed)
     curve = []
     for _ in range(recipe.epochs):
         order = rng.permutation(len(x_train))
-        images = x_train[order]
-        if recipe.augment is not None:
-            images = recipe.augment(images, rng)
-        history = model.fit(images, y_train[order], batch_size=recipe.batch_size,
-                            epochs=1, shuffle=False, verbose=0)
+        x, y, batch_size = arm.epoch_inputs(order, x_train, y_train, recipe, rng)
+        history = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
         curve.append(float(history.history["accuracy"][-1]))
     return curve
 
@@ -240,10 +289,11 @@ def _scores(logits, labels) -> dict:
 def run_once(arm: str, build: Callable, recipe: Recipe, data, seed: int) -> dict:
     """Builds (after seeding), trains and evaluates one arm for one seed."""
     (x_train, y_train), (x_test, y_test) = data
+    arm_spec = as_arm(build)
     keras.utils.set_random_seed(seed)
-    model = build()
+    model = arm_spec.build()
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    curve = train(model, recipe, x_train, y_train, seed)
+    curve = train(model, recipe, x_train, y_train, seed, arm_spec)
     train_mode_accuracy = curve[-1]
     train_seconds = dict(cpu=time.process_time() - cpu_start,
                          wall=time.perf_counter() - wall_start)
@@ -272,7 +322,8 @@ def run_arms(arms: dict, recipe: Recipe, data, seeds, settings: dict,
     """Every arm on every seed, seed-major (so a partial run stays paired).
 
     Args:
-        arms: dict `name -> build()`; a `plain` arm is the baseline.
+        arms: dict `name -> build()` or `name -> Arm` (an arm with its
+            own inputs); a `plain` arm is the baseline.
         recipe: `Recipe`.
         data: `((x_train, y_train), (x_test, y_test))`.
         seeds: iterable of ints.
