@@ -328,6 +328,8 @@ def test_trains_and_serves_logits_for_every_kind_of_model(kind, jit_compile, dat
     assert all(np.shape(logits) == (4, 10) for logits in served)
     np.testing.assert_allclose(model.predict(images[:4], verbose=0),
                                numpy_of(model.student(images[:4])), atol=1e-5)
+    np.testing.assert_allclose(model.predict(with_sample_index(images[:4]), verbose=0),
+                               numpy_of(model.student(images[:4])), atol=1e-5)
     assert numpy_of(model.epochs_seen).tolist() == [2] * SAMPLES
 
 
