@@ -16,6 +16,7 @@ its `__getitem__` (docs/headfree_self_kd.md shows one).
 """
 
 import numpy as np
+from keras import ops
 
 #: The key of the model's own inputs.
 INPUTS_KEY = "inputs"
@@ -152,11 +153,55 @@ def check_sample_index_values(sample_index, num_samples, argument="x") -> None:
         )
 
 
+def checked_sample_index(index, model_name):
+    """The batch's sample indices as int32 `(batch,)`, with clear errors for
+    a wrong shape or dtype (both static, so free under `jit`)."""
+    shape = tuple(index.shape)
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise ValueError(
+            f"{model_name} needs one integer sample index per sample, shape "
+            f"(batch,). Received: sample_index with shape {shape} (a dataset "
+            "enumerated after `batch` gives one index per batch: call "
+            "`with_sample_index` on the unbatched dataset)."
+        )
+    if "int" not in str(index.dtype):
+        raise ValueError(
+            f"{model_name}'s sample indices must be integers. Received: "
+            f"sample_index of dtype {index.dtype}"
+        )
+    return ops.reshape(ops.cast(index, "int32"), (-1,))
+
+
+def concrete_values(tensor):
+    """`tensor` as a numpy array when the step runs eagerly, else `None`.
+
+    Inside a traced step (a `tf.function`, `jax.jit`) values are not known;
+    converting them raises, with a backend-specific error type.
+    """
+    try:
+        return ops.convert_to_numpy(tensor)
+    except Exception:  # noqa: BLE001 (symbolic tensor or tracer)
+        return None
+
+
+def missing_index_error(model_name, received):
+    """The error for training inputs without sample indices."""
+    return ValueError(
+        f"{model_name} trains on inputs that carry each sample's index: "
+        f"x = {{'{INPUTS_KEY}': images, '{SAMPLE_INDEX_KEY}': indices}} "
+        "(`keras_selfdistill.with_sample_index(x)` builds it from arrays or "
+        f"a tf.data.Dataset). Received: {received}"
+    )
+
+
 __all__ = [
     "INPUTS_KEY",
     "SAMPLE_INDEX_KEY",
     "check_sample_index_values",
+    "checked_sample_index",
+    "concrete_values",
     "is_indexed",
+    "missing_index_error",
     "model_inputs",
     "with_sample_index",
 ]

@@ -9,12 +9,12 @@ from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.labels import bound_arguments
 from keras_selfdistill.models.progressive_self_kd import checked_num_classes
-from keras_selfdistill.models.progressive_self_kd import checked_sample_index
-from keras_selfdistill.models.progressive_self_kd import missing_index_error
 from keras_selfdistill.models.temporal_teacher import _check_student
 from keras_selfdistill.sample_index import INPUTS_KEY
 from keras_selfdistill.sample_index import SAMPLE_INDEX_KEY
+from keras_selfdistill.sample_index import checked_sample_index
 from keras_selfdistill.sample_index import is_indexed
+from keras_selfdistill.sample_index import missing_index_error
 from keras_selfdistill.sample_index import model_inputs
 from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_positive

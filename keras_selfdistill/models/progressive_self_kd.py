@@ -12,7 +12,10 @@ from keras_selfdistill.models.temporal_teacher import _known_num_classes
 from keras_selfdistill.sample_index import INPUTS_KEY
 from keras_selfdistill.sample_index import SAMPLE_INDEX_KEY
 from keras_selfdistill.sample_index import check_sample_index_values
+from keras_selfdistill.sample_index import checked_sample_index
+from keras_selfdistill.sample_index import concrete_values
 from keras_selfdistill.sample_index import is_indexed
+from keras_selfdistill.sample_index import missing_index_error
 from keras_selfdistill.sample_index import model_inputs
 from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_unit_interval
@@ -41,47 +44,6 @@ def checked_num_classes(student, num_classes):
             f"classes. Received: num_classes={num_classes}"
         )
     return num_classes
-
-
-def checked_sample_index(index, model_name):
-    """The batch's sample indices as int32 `(batch,)`, with clear errors for
-    a wrong shape or dtype (both static, so free under `jit`)."""
-    shape = tuple(index.shape)
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
-        raise ValueError(
-            f"{model_name} needs one integer sample index per sample, shape "
-            f"(batch,). Received: sample_index with shape {shape} (a dataset "
-            "enumerated after `batch` gives one index per batch: call "
-            "`with_sample_index` on the unbatched dataset)."
-        )
-    if "int" not in str(index.dtype):
-        raise ValueError(
-            f"{model_name}'s sample indices must be integers. Received: "
-            f"sample_index of dtype {index.dtype}"
-        )
-    return ops.reshape(ops.cast(index, "int32"), (-1,))
-
-
-def concrete_values(tensor):
-    """`tensor` as a numpy array when the step runs eagerly, else `None`.
-
-    Inside a traced step (a `tf.function`, `jax.jit`) values are not known;
-    converting them raises, with a backend-specific error type.
-    """
-    try:
-        return ops.convert_to_numpy(tensor)
-    except Exception:  # noqa: BLE001 (symbolic tensor or tracer)
-        return None
-
-
-def missing_index_error(model_name, received):
-    """The error for training inputs without sample indices."""
-    return ValueError(
-        f"{model_name} trains on inputs that carry each sample's index: "
-        f"x = {{'{INPUTS_KEY}': images, '{SAMPLE_INDEX_KEY}': indices}} "
-        "(`keras_selfdistill.with_sample_index(x)` builds it from arrays or "
-        f"a tf.data.Dataset). Received: {received}"
-    )
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
