@@ -82,7 +82,8 @@ class ProgressiveSelfKD(DistillationBase):
     (`run_eagerly=True`; torch without `jit_compile`). A compiled step
     cannot raise on values: a sample with an index out of range makes the
     step's loss NaN (and writes nothing to the tables), so
-    `keras.callbacks.TerminateOnNaN` stops training at once.
+    `keras.callbacks.TerminateOnNaN` stops training at once; that step's
+    update has already made the weights NaN, so resume from a backup.
 
     **Serving.** `predict` and `model(x)` return the student's logits for
     plain inputs (an indexed dict is also accepted); `evaluate` and
