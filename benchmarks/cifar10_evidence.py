@@ -7,7 +7,14 @@ harness (`benchmarks/harness.py`) as three paired arms per seed:
 - `heads_ce`: `SelfDistillModel` with heads after stages 1 and 2, `alpha=0`,
   `feature_weight=0` (deep supervision: every head on the labels only);
 - `sd`: `SelfDistillModel` with the library's defaults; its heads' ensemble
-  (mean of logits) is reported as `sd ensemble`.
+  (mean of logits) is reported as `sd ensemble`;
+- on request (`--arms`): `sd_byot_heads`; the head-free `label_smoothing`
+  (epsilon 0.1), `tf_kd` (`TeacherFreeLoss` defaults), `cs_kd`
+  (`ClassWiseSelfDistillation`, T 4, lambda 1); `ps_kd`
+  (`ProgressiveSelfDistillation`, alpha_T 0.8 over all epochs) and `dlb`
+  (`LastBatchSelfDistillation`, T 3, alpha 1: batches of twice `--batch-size`, half
+  repeated from the previous step and re-augmented, so the same number of
+  steps and new samples per step as `plain`, twice the images per step).
 
 SGD (momentum 0.9, weight decay 5e-4), cosine decay to 0, random crop
 (4-pixel zero padding) + horizontal flip, final-epoch weights.
@@ -38,7 +45,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
+from keras_selfdistill import LastBatchSelfDistillation  # noqa: E402
+from keras_selfdistill import ProgressiveSelfDistillation  # noqa: E402
 from keras_selfdistill import SelfDistillModel  # noqa: E402
+from keras_selfdistill import last_batch_repeat_order  # noqa: E402
+from keras_selfdistill import with_sample_index  # noqa: E402
 
 NUM_CLASSES = 10
 TAPS = ["stage1_out", "stage2_out"]
@@ -168,11 +179,39 @@ def cifar_resnet(width: int = 16, blocks_per_stage: int = 3) -> keras.Model:
     return keras.Model(inputs, logits, name=f"resnet{6 * blocks_per_stage + 2}")
 
 
-def arms(width: int, blocks_per_stage: int) -> dict:
+def ps_kd_epoch_inputs(order, x_train, y_train, recipe, rng):
+    """PS-KD's epoch: the plain epoch, each image with its sample index."""
+    images, labels, batch_size = harness.plain_epoch_inputs(order, x_train, y_train, recipe, rng)
+    return with_sample_index(images, order), labels, batch_size
+
+
+def dlb_epoch_inputs(order, x_train, y_train, recipe, rng):
+    """DLB's epoch: batches of `2 * recipe.batch_size`, the first half
+    repeating the previous batch's new half, every image augmented where it
+    occurs (so the repeated half is re-augmented). Each step takes
+    `recipe.batch_size` new samples, as a plain step does; the last
+    `len(order) % recipe.batch_size` samples of the epoch's order are left
+    out."""
+    batch_size = 2 * recipe.batch_size
+    plan = last_batch_repeat_order(order, batch_size)
+    images = x_train[plan]
+    if recipe.augment is not None:
+        images = recipe.augment(images, rng)
+    return with_sample_index(images, plan), y_train[plan], batch_size
+
+
+def dlb_steps_per_epoch(num_samples, recipe):
+    """One step per `recipe.batch_size` new samples (remainder dropped)."""
+    return num_samples // recipe.batch_size
+
+
+def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 0,
+         batch_size: int = 128) -> dict:
     """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`,
     `sd_byot_heads` (`sd` with the authors' head blocks), and the head-free
-    arms `label_smoothing`, `tf_kd` (teacher-free KD) and `cs_kd`
-    (class-wise self-distillation)."""
+    `label_smoothing`, `tf_kd` (teacher-free KD), `cs_kd` (class-wise
+    self-distillation), `ps_kd` (needs `num_samples` and `epochs`) and `dlb`
+    (batches of `2 * batch_size`, half of them repeated)."""
     def plain():
         return cifar_resnet(width, blocks_per_stage)
 
@@ -189,7 +228,16 @@ def arms(width: int, blocks_per_stage: int) -> dict:
             plain(), taps=TAPS, head_block="double", head_attention=True
         )
 
+    def ps_kd():
+        return ProgressiveSelfDistillation(plain(), num_samples=num_samples, total_epochs=epochs, alpha=0.8)
+
+    def dlb():
+        return LastBatchSelfDistillation(plain(), batch_size=2 * batch_size, alpha=1.0, temperature=3.0)
+
     return dict(plain=plain, heads_ce=heads_ce, sd=sd, sd_byot_heads=sd_byot_heads,
+                ps_kd=harness.Arm(ps_kd, epoch_inputs=ps_kd_epoch_inputs),
+                dlb=harness.Arm(dlb, epoch_inputs=dlb_epoch_inputs,
+                                steps_per_epoch=dlb_steps_per_epoch),
                 **harness.headfree_arms(plain))
 
 
@@ -234,6 +282,10 @@ def parse_arguments(argv=None):
 
 def main(argv=None):
     args = parse_arguments(argv)
+    unknown = sorted(set(args.arms.split(",")) - set(arms(1, 1)))
+    if unknown:
+        raise ValueError(f"Unknown arms {unknown}; the arms are {sorted(arms(1, 1))}. "
+                         f"Received: --arms {args.arms}")
     data = load_cifar10(args.cifar10, args.train_images, args.test_per_class)
     recipe = harness.Recipe(
         epochs=args.epochs, batch_size=args.batch_size, optimizer="sgd",
@@ -247,7 +299,9 @@ def main(argv=None):
         model=f"ResNet-{6 * args.blocks_per_stage + 2}, widths {args.width}/"
               f"{2 * args.width}/{4 * args.width}, heads at {TAPS}",
         smoke=args.smoke)
-    builders = {name: build for name, build in arms(args.width, args.blocks_per_stage).items()
+    every_arm = arms(args.width, args.blocks_per_stage, num_samples=len(data[0][0]),
+                     epochs=args.epochs, batch_size=args.batch_size)
+    builders = {name: build for name, build in every_arm.items()
                 if name in args.arms.split(",")}
     if os.path.dirname(args.output):
         os.makedirs(os.path.dirname(args.output), exist_ok=True)

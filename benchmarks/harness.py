@@ -188,6 +188,12 @@ def is_self_distilled(model) -> bool:
     return hasattr(model, "predict_heads")
 
 
+def computes_own_loss(model) -> bool:
+    """Whether the model is one of the library's wrappers, which compile
+    without a `loss` (they all report `loss_term_names`)."""
+    return hasattr(model, "loss_term_names")
+
+
 def with_loss(model, loss):
     """`model`, to be trained with `loss` instead of the harness's sparse
     cross-entropy (a plain model's arm: label smoothing, `TeacherFreeLoss`).
@@ -204,58 +210,82 @@ def with_loss(model, loss):
     return model
 
 
-def _compile_loss(model) -> dict:
-    """The `loss` argument of `compile`: none for the package's models
-    (they compute their own), the arm's own (`with_loss`), else sparse
-    cross-entropy from logits."""
-    from keras_selfdistill.models.distillation_base import DistillationBase
-
-    if isinstance(model, DistillationBase):
+def compile_loss(model) -> dict:
+    """The `loss` argument of `compile`: none for the package's wrappers,
+    the arm's own (`with_loss`), else sparse cross-entropy from logits."""
+    if computes_own_loss(model):
         return {}
     loss = getattr(model, "harness_loss", None)
     return dict(loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 
-def _needs_class_pairs(model) -> bool:
-    from keras_selfdistill import ClassWiseSelfDistillation
+def plain_epoch_inputs(order, x_train, y_train, recipe: "Recipe", rng):
+    """One epoch's `fit` inputs for a plain arm: the images in `order`,
+    augmented, and their labels, in batches of `recipe.batch_size`.
 
-    return isinstance(model, ClassWiseSelfDistillation)
+    Returns:
+        `(x, y, batch_size)`.
+    """
+    images = x_train[order]
+    if recipe.augment is not None:
+        images = recipe.augment(images, rng)
+    return images, y_train[order], recipe.batch_size
 
 
-def train(model, recipe: Recipe, x_train, y_train, seed: int) -> list:
+def plain_steps_per_epoch(num_samples: int, recipe: "Recipe") -> int:
+    """Optimizer steps of one epoch of `plain_epoch_inputs`."""
+    return int(np.ceil(num_samples / recipe.batch_size))
+
+
+@dataclass
+class Arm:
+    """An arm whose training inputs are not plain `(images, labels)`.
+
+    `run_arms` takes a builder function (a plain arm) or an `Arm`.
+
+    Attributes:
+        build: callable `() -> keras.Model`.
+        epoch_inputs: callable `(order, x_train, y_train, recipe, rng) ->
+            (x, y, batch_size)`, one epoch's `fit` arguments from the epoch's
+            sample order (the same for every arm of a seed). Defaults to
+            `plain_epoch_inputs`.
+        steps_per_epoch: callable `(num_samples, recipe) -> int`, for the
+            learning-rate schedule. Defaults to `plain_steps_per_epoch`.
+    """
+
+    build: Callable
+    epoch_inputs: Callable = plain_epoch_inputs
+    steps_per_epoch: Callable = plain_steps_per_epoch
+
+
+def as_arm(build) -> Arm:
+    """`build` itself if it is an `Arm`, else a plain `Arm` around it."""
+    return build if isinstance(build, Arm) else Arm(build)
+
+
+def train(model, recipe: Recipe, x_train, y_train, seed: int, arm: Optional[Arm] = None) -> list:
     """Trains for `recipe.epochs`; returns each epoch's training-mode accuracy.
 
-    The order of the batches and the augmentation come from
-    `numpy.random.default_rng(seed)`, the same for every arm of a seed. A
-    CS-KD arm (`ClassWiseSelfDistillation`) gets every sample of the
-    epoch's augmented images paired with a random augmented image of its
-    class, drawn from a second generator (so the order and augmentation stay
-    those of the other arms).
+    The order of the samples and the augmentation come from
+    `numpy.random.default_rng(seed)`, the same for every arm of a seed; an
+    `Arm`'s `epoch_inputs` turns the order into its own `fit` inputs.
     """
-    from keras_selfdistill.class_pairs import pair_by_class
-
-    steps_per_epoch = int(np.ceil(len(x_train) / recipe.batch_size))
+    arm = arm or Arm(build=None)
+    steps_per_epoch = arm.steps_per_epoch(len(x_train), recipe)
     add_weight_decay(model, recipe.weight_decay if recipe.optimizer == "sgd" else 0.0)
     model.compile(
         optimizer=make_optimizer(recipe, steps_per_epoch * recipe.epochs),
         metrics=["accuracy"],
         jit_compile=False,
         run_eagerly=recipe.run_eagerly,
-        **_compile_loss(model),
+        **compile_loss(model),
     )
     rng = np.random.default_rng(seed)
-    partner_rng = np.random.default_rng([seed, 1])
     curve = []
     for _ in range(recipe.epochs):
         order = rng.permutation(len(x_train))
-        images = x_train[order]
-        if recipe.augment is not None:
-            images = recipe.augment(images, rng)
-        labels = y_train[order]
-        if _needs_class_pairs(model):
-            images, labels = pair_by_class(images, labels, seed=partner_rng)
-        history = model.fit(images, labels, batch_size=recipe.batch_size,
-                            epochs=1, shuffle=False, verbose=0)
+        x, y, batch_size = arm.epoch_inputs(order, x_train, y_train, recipe, rng)
+        history = model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
         curve.append(float(history.history["accuracy"][-1]))
     return curve
 
@@ -268,7 +298,9 @@ def headfree_arms(plain) -> dict:
     - `tf_kd`: `TeacherFreeLoss` with `alpha=0.1, temperature=20,
       true_class_probability=0.99` (the library's defaults).
     - `cs_kd`: `ClassWiseSelfDistillation` with the paper's `T=4`,
-      `lambda=1`; every sample paired with an image of its class.
+      `lambda=1`; every sample paired with an image of its class
+      (`class_paired_epoch_inputs`).
+
     Args:
         plain: callable returning a new plain `keras.Model` (logits).
 
@@ -287,7 +319,23 @@ def headfree_arms(plain) -> dict:
     def cs_kd():
         return ClassWiseSelfDistillation(plain(), temperature=4.0, distillation_weight=1.0)
 
-    return dict(label_smoothing=label_smoothing, tf_kd=tf_kd, cs_kd=cs_kd)
+    return dict(label_smoothing=label_smoothing, tf_kd=tf_kd,
+                cs_kd=Arm(cs_kd, epoch_inputs=class_paired_epoch_inputs))
+
+
+def class_paired_epoch_inputs(order, x_train, y_train, recipe: "Recipe", rng):
+    """CS-KD's epoch: the plain epoch, every augmented image paired with a
+    random augmented image of its class.
+
+    The partners come from a generator seeded by the epoch's order, not from
+    `rng`, so the order and augmentation of later epochs stay those of the
+    other arms of the seed.
+    """
+    from keras_selfdistill.class_pairs import pair_by_class
+
+    images, labels, batch_size = plain_epoch_inputs(order, x_train, y_train, recipe, rng)
+    x, y = pair_by_class(images, labels, seed=np.random.default_rng(order))
+    return x, y, batch_size
 
 
 class SparseLabelSmoothing(keras.losses.Loss):
@@ -329,10 +377,11 @@ def _scores(logits, labels) -> dict:
 def run_once(arm: str, build: Callable, recipe: Recipe, data, seed: int) -> dict:
     """Builds (after seeding), trains and evaluates one arm for one seed."""
     (x_train, y_train), (x_test, y_test) = data
+    arm_spec = as_arm(build)
     keras.utils.set_random_seed(seed)
-    model = build()
+    model = arm_spec.build()
     cpu_start, wall_start = time.process_time(), time.perf_counter()
-    curve = train(model, recipe, x_train, y_train, seed)
+    curve = train(model, recipe, x_train, y_train, seed, arm_spec)
     train_mode_accuracy = curve[-1]
     train_seconds = dict(cpu=time.process_time() - cpu_start,
                          wall=time.perf_counter() - wall_start)
@@ -361,7 +410,8 @@ def run_arms(arms: dict, recipe: Recipe, data, seeds, settings: dict,
     """Every arm on every seed, seed-major (so a partial run stays paired).
 
     Args:
-        arms: dict `name -> build()`; a `plain` arm is the baseline.
+        arms: dict `name -> build()` or `name -> Arm` (an arm with its
+            own inputs); a `plain` arm is the baseline.
         recipe: `Recipe`.
         data: `((x_train, y_train), (x_test, y_test))`.
         seeds: iterable of ints.

@@ -8,6 +8,9 @@ from keras_selfdistill import callbacks
 from keras_selfdistill import class_pairs
 from keras_selfdistill import losses
 from keras_selfdistill import plots
+from keras_selfdistill.last_batch_repeats import LastBatchRepeats
+from keras_selfdistill.last_batch_repeats import last_batch_repeat_order
+from keras_selfdistill.last_batch_repeats import repeat_last_half_batches
 from keras_selfdistill.layers import AuxiliaryHead
 from keras_selfdistill.losses import TeacherFreeLoss
 from keras_selfdistill.models import BornAgain
@@ -15,10 +18,13 @@ from keras_selfdistill.models import ClassWiseSelfDistillation
 from keras_selfdistill.models import Distiller
 from keras_selfdistill.models import EarlyExitPredictions
 from keras_selfdistill.models import EMATeacher
+from keras_selfdistill.models import LastBatchSelfDistillation
 from keras_selfdistill.models import MutualLearning
+from keras_selfdistill.models import ProgressiveSelfDistillation
 from keras_selfdistill.models import SelfDistillModel
 from keras_selfdistill.models import SelfEnsembleTeacher
 from keras_selfdistill.models import TrainingInputs
+from keras_selfdistill.sample_index import with_sample_index
 
 __version__ = "0.1.0"
 
@@ -29,14 +35,20 @@ __all__ = [
     "Distiller",
     "EMATeacher",
     "EarlyExitPredictions",
+    "LastBatchRepeats",
+    "LastBatchSelfDistillation",
     "MutualLearning",
+    "ProgressiveSelfDistillation",
     "SelfDistillModel",
     "SelfEnsembleTeacher",
     "TeacherFreeLoss",
     "TrainingInputs",
     "callbacks",
     "class_pairs",
+    "last_batch_repeat_order",
     "losses",
     "plots",
+    "repeat_last_half_batches",
+    "with_sample_index",
     "__version__",
 ]

@@ -808,6 +808,154 @@ class TeacherFreeLoss(keras.losses.Loss):
         }
 
 
+def progressive_self_distillation_loss(
+    labels, logits, previous_probabilities, alpha
+):
+    """Per-sample PS-KD loss: cross-entropy against progressively softened targets.
+
+    Progressive self-knowledge distillation (PS-KD) trains on the target
+    `(1 - alpha_t) * y + alpha_t * p_prev`, where `p_prev` is the model's own
+    softmax prediction for the same sample in the previous epoch. Cross-entropy
+    is linear in its target, so
+
+    `L = (1 - alpha_t) * CE(y, z) + alpha_t * CE(p_prev, z)`
+
+    with `CE(q, z) = -sum_k q_k * log softmax(z)_k`. `p_prev` is a target: it
+    passes through `stop_gradient`. `alpha_t` may differ per sample (each
+    sample's own epoch).
+
+    Args:
+        labels: integer class ids `(batch,)`/`(batch, 1)` or one-hot labels
+            `(batch, num_classes)` (see `cross_entropy`).
+        logits: tensor of shape `(batch, num_classes)`.
+        previous_probabilities: tensor of shape `(batch, num_classes)`, each
+            row a probability vector (the last epoch's softmax); receives no
+            gradient.
+        alpha: float in [0, 1], or a tensor of shape `()` or `(batch,)`.
+            `alpha_t`, the weight of the previous prediction.
+
+    Returns:
+        A dict of float32 tensors of shape `(batch,)`: `"cross_entropy"`
+        (`CE(y, z)`), `"distillation"` (`CE(p_prev, z)`) and `"total"`
+        (weighted as above).
+
+    Example:
+
+    >>> import numpy as np
+    >>> terms = progressive_self_distillation_loss(
+    ...     labels=np.array([0]), logits=np.array([[0.0, 0.0]]),
+    ...     previous_probabilities=np.array([[0.5, 0.5]]), alpha=0.5,
+    ... )
+    >>> round(float(np.asarray(terms["total"])[0]), 4)  # log 2
+    0.6931
+
+    References:
+        Kim, Ji, Yoon, Hwang. "Self-Knowledge Distillation with Progressive
+        Refinement of Targets", ICCV 2021, equations (3)-(5).
+        https://arxiv.org/abs/2006.12000
+    """
+    _check_python_number(check_unit_interval, "alpha", alpha)
+    alpha = _as_float32(alpha)
+    logits = _as_float32(logits)
+    previous_probabilities = ops.stop_gradient(
+        _as_float32(previous_probabilities)
+    )
+    ce = cross_entropy(labels, logits)
+    log_probs = ops.log_softmax(logits, axis=-1)
+    soft_ce = -ops.sum(previous_probabilities * log_probs, axis=-1)
+    return {
+        "cross_entropy": ce,
+        "distillation": soft_ce,
+        "total": (1.0 - alpha) * ce + alpha * soft_ce,
+    }
+
+
+def last_mini_batch_loss(
+    labels,
+    logits,
+    previous_logits,
+    target_mask,
+    alpha=1.0,
+    temperature=3.0,
+    sample_weight=None,
+):
+    """DLB: cross-entropy plus consistency with the last mini-batch's logits.
+
+    Self-distillation from the last mini-batch (DLB) builds each batch of
+    `2 * n` samples from `n` samples that repeat the second half of the
+    previous batch, then `n` new ones. The previous step's logits for the
+    repeated samples, `z^{t-1}`, are soft targets for their logits now, `z^t`:
+
+    `L = mean_batch CE(y, z^t) + alpha * T^2 * mean_repeated
+         KL(softmax(z^{t-1}/T) || softmax(z^t/T))`
+
+    The KL is averaged over the repeated samples that have a target
+    (`target_mask` 1; none on the first step); the stored logits pass through
+    `stop_gradient`.
+
+    Args:
+        labels: integer class ids or one-hot labels for the whole batch
+            (see `cross_entropy`).
+        logits: tensor of shape `(2 * n, num_classes)`: the repeated half
+            first, then the new half.
+        previous_logits: tensor of shape `(n, num_classes)`, the previous
+            step's logits of the repeated samples; receives no gradient.
+        target_mask: tensor of shape `(n,)`, 1 where `previous_logits` is the
+            target of that repeated sample, 0 where there is none.
+        alpha: float >= 0 or scalar tensor. Weight of the KL term. Defaults
+            to `1.0` (the paper's).
+        temperature: float > 0 or scalar tensor. Defaults to `3.0` (the
+            paper's).
+        sample_weight: optional tensor `(2 * n,)`; weights both terms.
+
+    Returns:
+        A dict of float32 scalars: `"total"`, `"cross_entropy"` (the batch
+        mean, Keras's `"sum_over_batch_size"`) and `"distillation"` (the
+        masked mean of `T^2 * KL`, 0 when no sample has a target).
+
+    Example:
+
+    >>> import numpy as np
+    >>> terms = last_mini_batch_loss(
+    ...     labels=np.array([0, 1]), logits=np.array([[0.0, 0.0], [0.0, 0.0]]),
+    ...     previous_logits=np.array([[0.0, 0.0]]), target_mask=np.array([1.0]),
+    ... )
+    >>> round(float(np.asarray(terms["total"])), 4)  # KL is 0: CE = log 2
+    0.6931
+
+    References:
+        Shen, Xu, Yang, Li, Guo. "Self-Distillation from the Last Mini-Batch
+        for Consistency Regularization", CVPR 2022, equation (4).
+        https://arxiv.org/abs/2203.16172
+    """
+    _check_python_number(check_non_negative, "alpha", alpha)
+    logits = _as_float32(logits)
+    half = previous_logits.shape[0]
+    if half is not None and logits.shape[0] is not None and (
+        logits.shape[0] != 2 * half
+    ):
+        raise ValueError(
+            "DLB batches hold the repeated half, then the new half: `logits` "
+            "must have twice as many rows as `previous_logits`. Received: "
+            f"logits with shape {tuple(logits.shape)}, previous_logits with "
+            f"shape {tuple(previous_logits.shape)}"
+        )
+    ce = weighted_batch_mean(cross_entropy(labels, logits), sample_weight)
+    kl = softened_kl_divergence(
+        previous_logits, logits[:half], temperature=temperature
+    )
+    weights = _as_float32(target_mask)
+    if sample_weight is not None:
+        weights = weights * ops.reshape(_as_float32(sample_weight), (-1,))[:half]
+    count = ops.sum(_as_float32(target_mask))
+    distillation = ops.sum(kl * weights) / ops.maximum(count, 1.0)
+    return {
+        "total": ce + _as_float32(alpha) * distillation,
+        "cross_entropy": ce,
+        "distillation": distillation,
+    }
+
+
 __all__ = [
     "TeacherFreeLoss",
     "check_true_class_probability",
@@ -816,8 +964,10 @@ __all__ = [
     "distillation_objective",
     "feature_distance",
     "labels_are_one_hot",
+    "last_mini_batch_loss",
     "mutual_learning_loss",
     "peer_teacher_logits",
+    "progressive_self_distillation_loss",
     "self_distillation_loss",
     "softened_kl_divergence",
     "teacher_free_objective",

@@ -137,3 +137,24 @@ def numpy_class_wise_loss(labels, logits, partner_logits, temperature, weight):
     return numpy_cross_entropy(labels, logits) + weight * numpy_softened_kl(
         partner_logits, logits, temperature
     )
+
+
+def numpy_progressive_self_distillation(labels, logits, previous_probabilities, alpha):
+    """PS-KD per sample: cross-entropy against the soft target
+    `(1 - alpha) * one_hot(y) + alpha * p_prev`, built explicitly."""
+    log_probs = numpy_log_softmax(logits)
+    one_hot = np.eye(log_probs.shape[-1])[np.asarray(labels).reshape(-1)]
+    alpha = np.asarray(alpha, "float64").reshape(-1, 1)
+    target = (1 - alpha) * one_hot + alpha * np.asarray(previous_probabilities, "float64")
+    return -(target * log_probs).sum(axis=-1)
+
+
+def numpy_last_mini_batch_loss(labels, logits, previous_logits, target_mask, alpha, temperature):
+    """DLB: `mean CE(y, z)` over the batch plus `alpha * T^2 * KL` averaged
+    over the repeated samples (the first half) that have a target."""
+    logits = np.asarray(logits, "float64")
+    half = len(previous_logits)
+    kl = numpy_softened_kl(previous_logits, logits[:half], temperature, squared=True)
+    mask = np.asarray(target_mask, "float64")
+    distillation = (kl * mask).sum() / max(mask.sum(), 1.0)
+    return float(numpy_cross_entropy(labels, logits).mean() + alpha * distillation)

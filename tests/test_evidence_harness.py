@@ -157,21 +157,68 @@ def test_cifar10_smoke_runs_every_arm(tmp_path):
     assert "| sd ensemble |" in page and "--smoke" in page
 
 
+def test_an_arm_with_its_own_inputs_gets_the_epoch_order_and_the_recipe():
+    """The hook for arms whose inputs are not plain (images, labels): it
+    receives each epoch's order (the same for every arm of a seed) and returns
+    the fit arguments, and its steps per epoch set the schedule's length."""
+    x_train = np.arange(12, dtype="float32").reshape(12, 1)
+    y_train = np.arange(12) % 2
+    seen = []
+
+    def epoch_inputs(order, x, y, recipe, rng):
+        seen.append(order.copy())
+        return x[order], y[order], 4
+
+    def build():
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(2)])
+        return model
+
+    recipe = harness.Recipe(epochs=2, batch_size=6, run_eagerly=True)
+    # 6 steps per epoch claimed, 3 taken: after 2 epochs the cosine
+    # schedule (12 steps long) is half-way, at half the learning rate.
+    arm = harness.Arm(build, epoch_inputs=epoch_inputs, steps_per_epoch=lambda n, r: 6)
+    model = arm.build()
+    harness.train(model, recipe, x_train, y_train, seed=0, arm=arm)
+    rng = np.random.default_rng(0)
+    assert [order.tolist() for order in seen] == [
+        rng.permutation(12).tolist(), rng.permutation(12).tolist()]
+    assert int(model.optimizer.iterations.numpy()) == 6  # 12 samples / 4 per batch, x2
+    assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(0.05)
+
+
+def test_ps_kd_and_dlb_arms_lay_out_their_epochs():
+    import cifar10_evidence
+
+    order = np.random.default_rng(0).permutation(10)
+    x_train, y_train = np.arange(10, dtype="float32")[:, None] * 10, np.arange(10)
+    recipe = harness.Recipe(epochs=1, batch_size=2)
+    x, y, batch_size = cifar10_evidence.ps_kd_epoch_inputs(order, x_train, y_train, recipe, None)
+    assert x["sample_index"].tolist() == order.tolist() and batch_size == 2
+    np.testing.assert_array_equal(x["inputs"][:, 0], order * 10.0)
+    x, y, batch_size = cifar10_evidence.dlb_epoch_inputs(order, x_train, y_train, recipe, None)
+    assert batch_size == 4 and len(y) == 4 * 5  # 5 new halves of 2, each batch 4
+    batches = x["sample_index"].reshape(-1, 4)
+    assert batches[1][:2].tolist() == batches[0][2:].tolist() == order[:2].tolist()
+    assert cifar10_evidence.dlb_steps_per_epoch(10, recipe) == 5
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="backend-independent; runs in the TensorFlow pass")
-def test_cifar10_smoke_runs_the_headfree_arms(tmp_path):
+def test_cifar10_smoke_runs_the_head_free_arms(tmp_path):
     import cifar10_evidence
 
     archive = tmp_path / "cifar.npz"
     _synthetic_archive(archive)
     output = tmp_path / "result.json"
     cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
-                           "--arms", "plain,label_smoothing,tf_kd,cs_kd",
+                           "--arms", "plain,label_smoothing,tf_kd,cs_kd,ps_kd,dlb",
                            "--output", str(output)])
     runs = json.loads(output.read_text())["runs"]
-    assert [run["arm"] for run in runs] == ["plain", "label_smoothing", "tf_kd", "cs_kd"]
+    assert [run["arm"] for run in runs] == [
+        "plain", "ps_kd", "dlb", "label_smoothing", "tf_kd", "cs_kd"]
     for run in runs:
         assert set(run["test"]) == {"served"}
+        assert 0.0 <= run["test"]["served"]["accuracy"] <= 1.0
         assert np.isfinite(run["test"]["served"]["nll"])
 
 
@@ -198,3 +245,11 @@ def test_harness_trains_a_with_loss_arm_with_its_own_loss():
     x = np.zeros((8, 3), "float32")
     harness.train(model, recipe, x, np.array([0, 1] * 4), seed=0)
     assert Recording.calls > 0
+
+
+def test_an_unknown_arm_is_refused_with_the_known_ones(tmp_path):
+    import cifar10_evidence
+
+    with pytest.raises(ValueError, match=r"Unknown arms \['psk'\].*'ps_kd'"):
+        cifar10_evidence.main(["--cifar10", str(tmp_path / "never_read.npz"), "--smoke",
+                               "--arms", "plain,psk"])

@@ -28,7 +28,9 @@ from keras_selfdistill import AuxiliaryHead
 from keras_selfdistill import BornAgain
 from keras_selfdistill import Distiller
 from keras_selfdistill import EMATeacher
+from keras_selfdistill import LastBatchSelfDistillation
 from keras_selfdistill import MutualLearning
+from keras_selfdistill import ProgressiveSelfDistillation
 from keras_selfdistill import SelfDistillModel
 from keras_selfdistill import SelfEnsembleTeacher
 from keras_selfdistill.callbacks import HyperparameterScheduler
@@ -428,6 +430,9 @@ def every_public_model():
         "self_ensemble_outputs": SelfEnsembleTeacher(
             mlp("student"), num_snapshots=2, average="outputs"
         ),
+        "progressive_self_distillation": ProgressiveSelfDistillation(mlp("student"), num_samples=8,
+                                                 total_epochs=2),
+        "last_batch_self_distillation": LastBatchSelfDistillation(mlp("student"), batch_size=4),
     }
 
 
