@@ -9,48 +9,11 @@ from keras_selfdistill.class_pairs import INPUTS_KEY
 from keras_selfdistill.class_pairs import PARTNER_INPUTS_KEY
 from keras_selfdistill.class_pairs import is_paired_batch
 from keras_selfdistill.models.distillation_base import DistillationBase
-from keras_selfdistill.models.graph import check_outputs_logits
-from keras_selfdistill.models.graph import producing_layer
+from keras_selfdistill.models.graph import check_logits_student
+from keras_selfdistill.models.graph import known_num_classes
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_positive
-
-
-def _check_student(student):
-    if not isinstance(student, keras.Model):
-        raise ValueError(
-            "`student` must be a keras.Model mapping inputs to logits "
-            f"(batch, num_classes). Received: student of type "
-            f"{type(student).__name__}"
-        )
-    if not student.built or not student.weights:
-        raise ValueError(
-            "`student` must be built (have its weights), so they are saved "
-            "and restored with the model: build it with a keras.Input "
-            "(functional/Sequential) or call it once on a batch. Received: "
-            f"unbuilt student '{student.name}'."
-        )
-    try:
-        outputs = student.outputs
-    except (AttributeError, ValueError):
-        return  # Subclassed: shapes are checked when the loss runs.
-    if outputs and (len(outputs) != 1 or len(outputs[0].shape) != 2):
-        raise ValueError(
-            "`student` must have one output of logits (batch, num_classes). "
-            f"Received: output shape(s) {[tuple(o.shape) for o in outputs]}"
-        )
-    if outputs:
-        check_outputs_logits(
-            producing_layer(outputs[0]), f"Student '{student.name}'"
-        )
-
-
-def _known_num_classes(student):
-    try:
-        outputs = student.outputs
-    except (AttributeError, ValueError):
-        return None
-    return outputs[0].shape[-1] if outputs else None
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
@@ -120,8 +83,8 @@ class ClassWiseSelfDistillation(DistillationBase):
 
     def __init__(self, student, temperature=4.0, distillation_weight=1.0, **kwargs):
         super().__init__(**kwargs)
-        _check_student(student)
-        self.num_classes = _known_num_classes(student)  # For `fit`'s check.
+        check_logits_student(student)
+        self.num_classes = known_num_classes(student)  # For `fit`'s check.
         self.temperature = temperature
         self.distillation_weight = distillation_weight
         self.student = student

@@ -76,3 +76,52 @@ def ancestor_tensors(tensor):
         found.append(current)
         stack.extend(tensor_parents(current))
     return found
+
+
+def check_logits_student(student) -> None:
+    """`student` must be a built `keras.Model` with one logits output.
+
+    The check every single-model wrapper (`EMATeacher`,
+    `ClassWiseSelfDistillation`, `ProgressiveSelfDistillation`,
+    `LastBatchSelfDistillation`, ...) runs on construction. A subclassed
+    model has no symbolic outputs; its shapes are checked when the loss runs.
+
+    Raises:
+        ValueError: naming what was received and what is allowed.
+    """
+    if not isinstance(student, keras.Model):
+        raise ValueError(
+            "`student` must be a keras.Model mapping inputs to logits "
+            f"(batch, num_classes). Received: student of type "
+            f"{type(student).__name__}"
+        )
+    if not student.built or not student.weights:
+        raise ValueError(
+            "`student` must be built (have its weights), so they are saved, "
+            "restored and copied with the model: build it with a keras.Input "
+            "(functional/Sequential) or call it once on a batch. Received: "
+            f"unbuilt student '{student.name}'."
+        )
+    outputs = known_outputs(student)
+    if not outputs:
+        return
+    if len(outputs) != 1 or len(outputs[0].shape) != 2:
+        raise ValueError(
+            "`student` must have one output of logits (batch, num_classes). "
+            f"Received: output shape(s) {[tuple(o.shape) for o in outputs]}"
+        )
+    check_outputs_logits(producing_layer(outputs[0]), f"Student '{student.name}'")
+
+
+def known_outputs(model):
+    """A model's symbolic outputs, or `None` for a subclassed model."""
+    try:
+        return model.outputs
+    except (AttributeError, ValueError):
+        return None
+
+
+def known_num_classes(student):
+    """The student's class count, or `None` (a subclassed student)."""
+    outputs = known_outputs(student)
+    return outputs[0].shape[-1] if outputs else None

@@ -9,7 +9,7 @@ from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.labels import bound_arguments
 from keras_selfdistill.models.progressive_self_distillation import checked_num_classes
-from keras_selfdistill.models.temporal_teacher import _check_student
+from keras_selfdistill.models.graph import check_logits_student
 from keras_selfdistill.sample_index import INPUTS_KEY
 from keras_selfdistill.sample_index import SAMPLE_INDEX_KEY
 from keras_selfdistill.sample_index import checked_sample_index
@@ -97,7 +97,7 @@ class LastBatchSelfDistillation(DistillationBase):
     ):
         kwargs.setdefault("name", "last_batch_self_distillation")
         super().__init__(**kwargs)
-        _check_student(student)
+        check_logits_student(student)
         check_batch_size(batch_size)
         self.num_classes = checked_num_classes(student, num_classes)
         self.batch_size = batch_size

@@ -7,8 +7,8 @@ from keras_selfdistill import losses
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.labels import bound_arguments
-from keras_selfdistill.models.temporal_teacher import _check_student
-from keras_selfdistill.models.temporal_teacher import _known_num_classes
+from keras_selfdistill.models.graph import check_logits_student
+from keras_selfdistill.models.graph import known_num_classes
 from keras_selfdistill.sample_index import INPUTS_KEY
 from keras_selfdistill.sample_index import SAMPLE_INDEX_KEY
 from keras_selfdistill.sample_index import check_sample_index_values
@@ -28,7 +28,7 @@ def checked_num_classes(student, num_classes):
     Raises:
         ValueError: if neither is known, or they differ.
     """
-    known = _known_num_classes(student)
+    known = known_num_classes(student)
     if num_classes is None:
         if known is None:
             raise ValueError(
@@ -135,7 +135,7 @@ class ProgressiveSelfDistillation(DistillationBase):
     ):
         kwargs.setdefault("name", "progressive_self_distillation")
         super().__init__(**kwargs)
-        _check_student(student)
+        check_logits_student(student)
         check_integer("num_samples", num_samples, 1)
         check_integer("total_epochs", total_epochs, 1)
         self.num_classes = checked_num_classes(student, num_classes)

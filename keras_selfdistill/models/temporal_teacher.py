@@ -10,47 +10,11 @@ from keras import ops
 
 from keras_selfdistill import losses
 from keras_selfdistill.models.distillation_base import DistillationBase
-from keras_selfdistill.models.graph import check_outputs_logits
-from keras_selfdistill.models.graph import producing_layer
+from keras_selfdistill.models.graph import check_logits_student
+from keras_selfdistill.models.graph import known_num_classes
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
-
-
-def _check_student(student):
-    if not isinstance(student, keras.Model):
-        raise ValueError(
-            "`student` must be a keras.Model mapping inputs to logits "
-            f"(batch, num_classes). Received: student of type "
-            f"{type(student).__name__}"
-        )
-    if not student.built or not student.weights:
-        raise ValueError(
-            "`student` must be built (have its weights) so its teacher can "
-            "copy them: build it with a keras.Input (functional/Sequential) "
-            f"or call it once. Received: unbuilt student '{student.name}'."
-        )
-    try:
-        outputs = student.outputs
-    except (AttributeError, ValueError):
-        return  # Subclassed: shapes are checked when the loss runs.
-    if not outputs:
-        return
-    if len(outputs) != 1 or len(outputs[0].shape) != 2:
-        raise ValueError(
-            "`student` must have one output of logits (batch, num_classes). "
-            f"Received: output shape(s) {[tuple(o.shape) for o in outputs]}"
-        )
-    check_outputs_logits(producing_layer(outputs[0]), f"Student '{student.name}'")
-
-
-def _known_num_classes(student):
-    """The student's class count, or `None` (a subclassed student)."""
-    try:
-        outputs = student.outputs
-    except (AttributeError, ValueError):
-        return None
-    return outputs[0].shape[-1] if outputs else None
 
 
 def averaged_variables(variables):
@@ -146,8 +110,8 @@ class TemporalTeacherBase(DistillationBase):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        _check_student(student)
-        self.num_classes = _known_num_classes(student)  # For `fit`'s check.
+        check_logits_student(student)
+        self.num_classes = known_num_classes(student)  # For `fit`'s check.
         self.alpha = alpha
         self.temperature = temperature
         self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
