@@ -219,6 +219,36 @@ def feature_distance(student_features, teacher_features, reduction="sum"):
     return ops.sum(squared, axis=-1)
 
 
+def labels_only_terms(labels, logits):
+    """The loss terms of a batch that has nothing to distil from.
+
+    A wrapper's evaluation on plain inputs, or its first step before any
+    target exists, trains on the labels alone; it reports the same terms as
+    its distillation steps, with a zero `"distillation"`.
+
+    Args:
+        labels: integer class ids or one-hot labels.
+        logits: float tensor `(batch, num_classes)`.
+
+    Returns:
+        A dict of float32 tensors `(batch,)`: `"cross_entropy"`,
+        `"distillation"` (zeros) and `"total"` (the cross-entropy).
+
+    Example:
+
+    >>> import numpy as np
+    >>> terms = labels_only_terms(np.array([0]), np.array([[0.0, 0.0]]))
+    >>> round(float(np.asarray(terms["total"])[0]), 4)  # log 2
+    0.6931
+    """
+    cross_entropy_values = cross_entropy(labels, logits)
+    return {
+        "cross_entropy": cross_entropy_values,
+        "distillation": ops.zeros_like(cross_entropy_values),
+        "total": cross_entropy_values,
+    }
+
+
 def weighted_batch_mean(per_sample_values, sample_weight=None):
     """Reduces per-sample values to a scalar, Keras style.
 
@@ -964,6 +994,7 @@ __all__ = [
     "distillation_objective",
     "feature_distance",
     "labels_are_one_hot",
+    "labels_only_terms",
     "last_mini_batch_loss",
     "mutual_learning_loss",
     "peer_teacher_logits",

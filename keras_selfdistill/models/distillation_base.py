@@ -32,6 +32,7 @@ import copy
 import keras
 
 from keras_selfdistill import compat
+from keras_selfdistill import losses
 from keras_selfdistill.metrics import build_head_metrics
 from keras_selfdistill.metrics import check_metric_labels
 from keras_selfdistill.metrics import with_direction
@@ -246,6 +247,26 @@ class DistillationBase(AtomicSaving, keras.Model):
                 config["dtype"]
             )
         return config
+
+    def reduce_and_report(self, terms, sample_weight, batch_size):
+        """The end of a `compute_loss`: per-sample terms to batch means
+        (`losses.weighted_batch_mean`), recorded for the history, and the
+        total plus the model's own losses returned.
+
+        Args:
+            terms: dict of float32 tensors `(batch,)` with a `"total"`.
+            sample_weight: `None` or `(batch,)` weights.
+            batch_size: the batch size, for the trackers' weighting.
+
+        Returns:
+            A float32 scalar tensor: what the train step differentiates.
+        """
+        terms = {
+            key: losses.weighted_batch_mean(value, sample_weight)
+            for key, value in terms.items()
+        }
+        self.update_loss_trackers(terms, batch_size)
+        return self.add_extra_losses(terms["total"])
 
     def update_loss_trackers(self, terms, batch_size):
         """Records each loss term (a dict of scalars) for the history."""

@@ -197,13 +197,9 @@ class LastBatchSelfDistillation(DistillationBase):
                 sample_weight=sample_weight,
             )
         else:
-            cross_entropy = losses.weighted_batch_mean(
-                losses.cross_entropy(y, logits), sample_weight
-            )
             terms = {
-                "cross_entropy": cross_entropy,
-                "distillation": ops.zeros_like(cross_entropy),
-                "total": cross_entropy,
+                key: losses.weighted_batch_mean(value, sample_weight)
+                for key, value in losses.labels_only_terms(y, logits).items()
             }
         self.update_loss_trackers(terms, ops.shape(logits)[0])
         return self.add_extra_losses(terms["total"])

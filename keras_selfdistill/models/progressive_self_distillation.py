@@ -249,18 +249,8 @@ class ProgressiveSelfDistillation(DistillationBase):
                 y, logits, y_pred["previous_probabilities"], y_pred["alpha"]
             )
         else:
-            cross_entropy = losses.cross_entropy(y, logits)
-            terms = {
-                "cross_entropy": cross_entropy,
-                "distillation": ops.zeros_like(cross_entropy),
-                "total": cross_entropy,
-            }
-        terms = {
-            key: losses.weighted_batch_mean(value, sample_weight)
-            for key, value in terms.items()
-        }
-        self.update_loss_trackers(terms, ops.shape(logits)[0])
-        return self.add_extra_losses(terms["total"])
+            terms = losses.labels_only_terms(y, logits)
+        return self.reduce_and_report(terms, sample_weight, ops.shape(logits)[0])
 
     def fit(self, *args, **kwargs):
         arguments = bound_arguments(keras.Model.fit, self, args, kwargs)

@@ -229,12 +229,7 @@ class TemporalTeacherBase(DistillationBase):
             temperature=self.temperature,
             scale_by_temperature_squared=self.scale_by_temperature_squared,
         )
-        terms = {
-            key: losses.weighted_batch_mean(value, sample_weight)
-            for key, value in terms.items()
-        }
-        self.update_loss_trackers(terms, ops.shape(student_logits)[0])
-        return self.add_extra_losses(terms["total"])
+        return self.reduce_and_report(terms, sample_weight, ops.shape(student_logits)[0])
 
     # -- serialization --------------------------------------------------- #
 
