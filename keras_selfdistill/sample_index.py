@@ -15,6 +15,7 @@ or an unbatched `tf.data.Dataset`; a `keras.utils.PyDataset` returns it from
 its `__getitem__` (docs/headfree_self_kd.md shows one).
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -164,10 +165,11 @@ def checked_sample_index(index, model_name):
             "enumerated after `batch` gives one index per batch: call "
             "`with_sample_index` on the unbatched dataset)."
         )
-    if "int" not in str(index.dtype):
+    dtype = keras.backend.standardize_dtype(index.dtype)
+    if "int" not in dtype:
         raise ValueError(
             f"{model_name}'s sample indices must be integers. Received: "
-            f"sample_index of dtype {index.dtype}"
+            f"sample_index of dtype {dtype}"
         )
     return ops.reshape(ops.cast(index, "int32"), (-1,))
 

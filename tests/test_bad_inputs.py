@@ -31,16 +31,27 @@ import pytest  # noqa: E402
 
 from keras_selfdistill import AuxiliaryHead  # noqa: E402
 from keras_selfdistill import BornAgain  # noqa: E402
+from keras_selfdistill import ClassWiseSelfDistillation  # noqa: E402
 from keras_selfdistill import Distiller  # noqa: E402
 from keras_selfdistill import EMATeacher  # noqa: E402
+from keras_selfdistill import LastBatchRepeats  # noqa: E402
+from keras_selfdistill import LastBatchSelfDistillation  # noqa: E402
 from keras_selfdistill import MutualLearning  # noqa: E402
+from keras_selfdistill import ProgressiveSelfDistillation  # noqa: E402
 from keras_selfdistill import SelfDistillModel  # noqa: E402
 from keras_selfdistill import SelfEnsembleTeacher  # noqa: E402
+from keras_selfdistill import TeacherFreeLoss  # noqa: E402
+from keras_selfdistill import last_batch_repeat_order  # noqa: E402
+from keras_selfdistill import repeat_last_half_batches  # noqa: E402
+from keras_selfdistill import with_sample_index  # noqa: E402
 from keras_selfdistill import losses  # noqa: E402
 from keras_selfdistill.callbacks import CosineSchedule  # noqa: E402
 from keras_selfdistill.callbacks import HyperparameterScheduler  # noqa: E402
 from keras_selfdistill.callbacks import LinearSchedule  # noqa: E402
 from keras_selfdistill.callbacks import MomentumScheduler  # noqa: E402
+from keras_selfdistill.class_pairs import ClassPairedBatches  # noqa: E402
+from keras_selfdistill.class_pairs import class_partner_indices  # noqa: E402
+from keras_selfdistill.class_pairs import pair_by_class  # noqa: E402
 
 DOC_PATH = pathlib.Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
 #: Stands for the test's temporary directory in `received` excerpts.
@@ -335,6 +346,54 @@ def built_optimizer():
 
 def images_generator():
     yield IMAGES
+
+
+def class_wise(**kwargs):
+    return ClassWiseSelfDistillation(mlp("student"), **kwargs)
+
+
+def progressive(student=None, **kwargs):
+    student = mlp("student") if student is None else student
+    return ProgressiveSelfDistillation(student, num_samples=16, total_epochs=2, **kwargs)
+
+
+def last_batch(student=None, batch_size=8, **kwargs):
+    student = mlp("student") if student is None else student
+    return LastBatchSelfDistillation(student, batch_size=batch_size, **kwargs)
+
+
+#: The head-free models: each needs its own data layout to fit.
+HEADFREE_MODELS = {
+    "ClassWiseSelfDistillation": class_wise,
+    "ProgressiveSelfDistillation": progressive,
+    "LastBatchSelfDistillation": last_batch,
+}
+
+#: Two samples of each of 8 classes: every sample has a same-class partner.
+PAIRED_LABELS = np.arange(16, dtype="int32") % 8
+
+
+def compiled(model):
+    model.compile(optimizer="sgd", run_eagerly=True)
+    return model
+
+
+def fit_indexed(model, x, y, **fit_kwargs):
+    """Fits a model whose batches carry sample indices, eagerly."""
+    fit_kwargs.setdefault("batch_size", 8)
+    compiled(model).fit(x, y, epochs=1, verbose=0, **fit_kwargs)
+
+
+def train_on_indexed_batch(model, sample_index, rows=2):
+    batch = {"inputs": IMAGES[:rows], "sample_index": sample_index}
+    compiled(model).train_on_batch(batch, LABELS[:rows])
+
+
+def dlb_plan_fit(y=LABELS, **fit_kwargs):
+    """The arrays of `last_batch_repeat_order`, fit with `fit_kwargs`."""
+    plan = last_batch_repeat_order(np.arange(16), 8)
+    fit_indexed(last_batch(), with_sample_index(IMAGES[plan], plan), y[plan],
+                **fit_kwargs)
 
 
 # ---------------------------------------------------------------------- #
@@ -1027,6 +1086,300 @@ BAD_INPUTS = [
         ValueError, "not a directory written by BornAgain.fit",
         f"No born_again.json in checkpoint_dir='{TMP}'",
     ),
+    # -- ClassWiseSelfDistillation (CS-KD) and class_pairs ---------------- #
+    BadInput(
+        "ClassWiseSelfDistillation", "a path instead of a student model",
+        lambda tmp: ClassWiseSelfDistillation("student"),
+        ValueError, "must be a keras.Model mapping inputs to logits",
+        "Received: student of type str",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation", "a student that is not built",
+        lambda tmp: ClassWiseSelfDistillation(unbuilt_sequential()),
+        ValueError, "must be built (have its weights)",
+        "Received: unbuilt student 'unbuilt'",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation", "a student ending in softmax",
+        lambda tmp: ClassWiseSelfDistillation(mlp("soft", activation="softmax")),
+        ValueError, "distillation needs logits", "Student 'soft' outputs softmax",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation", "a student with two outputs",
+        lambda tmp: ClassWiseSelfDistillation(backbone_with_two_outputs()),
+        ValueError, "must have one output of logits (batch, num_classes)",
+        "Received: output shape(s) [(None, 10), (None, 3)]",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation", "temperature 0", lambda tmp: class_wise(temperature=0),
+        ValueError, "`temperature` must be > 0", "Received: temperature=0",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation", "temperature as a string",
+        lambda tmp: class_wise(temperature="4"),
+        ValueError, "`temperature` must be a number > 0", "Received: temperature='4'",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation", "a negative distillation_weight",
+        lambda tmp: class_wise(distillation_weight=-1.0),
+        ValueError, "`distillation_weight` must be >= 0",
+        "Received: distillation_weight=-1.0",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation", "assigning distillation_weight = inf (a schedule)",
+        lambda tmp: setattr(class_wise(), "distillation_weight", float("inf")),
+        ValueError, "`distillation_weight` must be finite",
+        "Received: distillation_weight=inf",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation", "a paired batch to model(x) (serving takes plain inputs)",
+        lambda tmp: class_wise()(pair_by_class(IMAGES, PAIRED_LABELS, seed=0)[0]),
+        ValueError, "serves the student on plain inputs", "Received: a paired batch",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation.fit", "plain arrays: samples without partners",
+        lambda tmp: compiled(class_wise()).fit(IMAGES, PAIRED_LABELS, batch_size=8,
+                                               verbose=0),
+        ValueError, "every sample has a same-class partner: ({'inputs': x, "
+        "'partner_inputs': x_partner}, y)", "with shape (8, 8, 8, 1)",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation.fit", "a dict with a misspelled partner key",
+        lambda tmp: compiled(class_wise()).fit(
+            {"inputs": IMAGES, "partner": IMAGES}, PAIRED_LABELS, batch_size=8,
+            verbose=0),
+        ValueError, "every sample has a same-class partner",
+        "with keys ['inputs', 'partner']",
+    ),
+    BadInput(
+        "class_pairs.class_partner_indices", "a class with a single sample",
+        lambda tmp: class_partner_indices(np.array([0, 0, 7, 1, 1])),
+        ValueError, "Every class needs at least 2 samples",
+        "Received: classes with a single sample: [7]",
+    ),
+    BadInput(
+        "class_pairs.class_partner_indices", "one-hot labels",
+        lambda tmp: class_partner_indices(np.eye(3)[[0, 1, 2, 0]]),
+        ValueError, "integer class ids, one per sample (shape (samples,) or (samples, 1))",
+        "Received: labels with shape (4, 3)",
+    ),
+    BadInput(
+        "class_pairs.class_partner_indices", "float labels that are not whole numbers",
+        lambda tmp: class_partner_indices(np.array([0.0, 0.5, 1.0, 1.0])),
+        ValueError, "needs integer class ids >= 0",
+        "Received: labels of dtype float64 with values [0.0, 0.5, 1.0, 1.0]",
+    ),
+    BadInput(
+        "class_pairs.class_partner_indices", "string labels",
+        lambda tmp: class_partner_indices(np.array(["cat", "dog", "cat", "dog"])),
+        ValueError, "needs integer class ids >= 0", "Received: labels of dtype <U3",
+    ),
+    BadInput(
+        "class_pairs.class_partner_indices", "negative labels",
+        lambda tmp: class_partner_indices(np.array([-1, -1, 0, 0], "int32")),
+        ValueError, "needs integer class ids >= 0",
+        "Received: labels of dtype int32 with values [-1, -1, 0, 0]",
+    ),
+    BadInput(
+        "class_pairs.ClassPairedBatches", "batch_size 0",
+        lambda tmp: ClassPairedBatches(IMAGES, PAIRED_LABELS, batch_size=0),
+        ValueError, "`batch_size` must be an integer >= 1", "Received: batch_size=0",
+    ),
+    BadInput(
+        "class_pairs.ClassPairedBatches", "labels with a single-sample class",
+        lambda tmp: ClassPairedBatches(IMAGES, LABELS, batch_size=8),
+        ValueError, "Every class needs at least 2 samples",
+        "Received: classes with a single sample: [6, 7, 8, 9]",
+    ),
+    # -- ProgressiveSelfDistillation (PS-KD) and sample indices ---------- #
+    BadInput(
+        "ProgressiveSelfDistillation", "a path instead of a student model",
+        lambda tmp: progressive("student"),
+        ValueError, "must be a keras.Model mapping inputs to logits",
+        "Received: student of type str",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation", "a student that is not built",
+        lambda tmp: progressive(unbuilt_sequential()),
+        ValueError, "must be built (have its weights)",
+        "Received: unbuilt student 'unbuilt'",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation", "num_samples 0",
+        lambda tmp: ProgressiveSelfDistillation(mlp("student"), num_samples=0,
+                                                total_epochs=2),
+        ValueError, "`num_samples` must be an integer >= 1", "Received: num_samples=0",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation", "total_epochs 2.5",
+        lambda tmp: ProgressiveSelfDistillation(mlp("student"), num_samples=16,
+                                                total_epochs=2.5),
+        ValueError, "`total_epochs` must be an integer >= 1",
+        "Received: total_epochs=2.5",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation", "alpha above 1", lambda tmp: progressive(alpha=1.5),
+        ValueError, "`alpha` must be in [0, 1]", "Received: alpha=1.5",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation", "num_classes that differs from the student's output",
+        lambda tmp: progressive(num_classes=3),
+        ValueError, "must match the student's output, 10 classes",
+        "Received: num_classes=3",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation", "num_classes 0",
+        lambda tmp: progressive(built_subclassed(), num_classes=0),
+        ValueError, "`num_classes` must be an integer >= 1", "Received: num_classes=0",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation", "a subclassed student without num_classes",
+        lambda tmp: progressive(built_subclassed()),
+        ValueError, "cannot be read from its outputs (a subclassed model): pass "
+        "`num_classes`", "Received: num_classes=None",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation.fit", "arrays without sample indices",
+        lambda tmp: fit_indexed(progressive(), IMAGES, LABELS),
+        ValueError, "x = {'inputs': images, 'sample_index': indices}",
+        "Received: x of type ndarray with shape (16, 8, 8, 1)",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation.fit", "an array sample index out of range",
+        lambda tmp: fit_indexed(progressive(), with_sample_index(
+            IMAGES, np.where(np.arange(16) == 7, 16, np.arange(16))), LABELS),
+        ValueError, "Sample indices must be in [0, 16) (the model's num_samples=16)",
+        "Received: x['sample_index'] with value 16 at position 7 (1 of 16 out of range)",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation.train_on_batch",
+        "a negative sample index in an eager step",
+        lambda tmp: train_on_indexed_batch(progressive(), np.array([0, -1])),
+        ValueError, "Sample indices must be in [0, 16)",
+        "with value -1 at position 1",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation.train_on_batch", "sample indices of shape (batch, 2)",
+        lambda tmp: train_on_indexed_batch(progressive(), np.zeros((2, 2), "int32")),
+        ValueError, "one integer sample index per sample, shape (batch,)",
+        "Received: sample_index with shape (2, 2)",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation.train_on_batch", "float sample indices",
+        lambda tmp: train_on_indexed_batch(progressive(), np.array([0.0, 1.0], "float32")),
+        ValueError, "sample indices must be integers",
+        "Received: sample_index of dtype float32",
+    ),
+    BadInput(
+        "with_sample_index", "an index with the wrong number of rows",
+        lambda tmp: with_sample_index(np.zeros((3, 2)), np.arange(2)),
+        ValueError, "must be integers of shape (samples,) = (3,)",
+        "Received: sample_index with shape (2,) and dtype int64",
+    ),
+    BadInput(
+        "with_sample_index", "a path instead of arrays or a dataset",
+        lambda tmp: with_sample_index("images"),
+        ValueError, "takes numpy arrays (or a dict/list of them with the same number "
+        "of rows) or an unbatched tf.data.Dataset", "Received: x of type str",
+    ),
+    # -- LastBatchSelfDistillation (DLB) and its batches ----------------- #
+    BadInput(
+        "LastBatchSelfDistillation", "a path instead of a student model",
+        lambda tmp: last_batch("student"),
+        ValueError, "must be a keras.Model mapping inputs to logits",
+        "Received: student of type str",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation", "a student that is not built",
+        lambda tmp: last_batch(unbuilt_sequential()),
+        ValueError, "must be built (have its weights)",
+        "Received: unbuilt student 'unbuilt'",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation", "an odd batch_size",
+        lambda tmp: last_batch(batch_size=15),
+        ValueError, "`batch_size` must be an even integer >= 2",
+        "Received: batch_size=15",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation", "negative alpha", lambda tmp: last_batch(alpha=-1.0),
+        ValueError, "`alpha` must be >= 0", "Received: alpha=-1.0",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation", "temperature 0", lambda tmp: last_batch(temperature=0),
+        ValueError, "`temperature` must be > 0", "Received: temperature=0",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation", "a subclassed student without num_classes",
+        lambda tmp: last_batch(built_subclassed()),
+        ValueError, "pass `num_classes`", "Received: num_classes=None",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation.fit", "arrays without sample indices",
+        lambda tmp: fit_indexed(last_batch(), IMAGES, LABELS, shuffle=False),
+        ValueError, "x = {'inputs': images, 'sample_index': indices}",
+        "Received: x of type ndarray",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation.fit", "a LastBatchRepeats without shuffle=False",
+        lambda tmp: compiled(last_batch()).fit(LastBatchRepeats(IMAGES, LABELS, 8),
+                                               verbose=0),
+        ValueError, "pass shuffle=False", "Received: shuffle=True",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation.fit", "planned arrays with another batch_size",
+        lambda tmp: dlb_plan_fit(batch_size=16, shuffle=False),
+        ValueError, "must be fit with batch_size=8 and shuffle=False",
+        "Received: batch_size=16, shuffle=False",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation.fit", "planned arrays with Keras's shuffle",
+        lambda tmp: dlb_plan_fit(),
+        ValueError, "must be fit with batch_size=8 and shuffle=False",
+        "Received: batch_size=8, shuffle=True",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation.train_on_batch", "a batch of another size",
+        lambda tmp: train_on_indexed_batch(last_batch(), np.arange(4), rows=4),
+        ValueError, "trains on batches of exactly batch_size=8 samples",
+        "Received: a batch of 4 samples.",
+    ),
+    *[
+        BadInput(
+            "last_batch_repeat_order", f"batch_size {size!r}",
+            lambda tmp, size=size: last_batch_repeat_order(np.arange(8), size),
+            ValueError, "`batch_size` must be an even integer >= 2",
+            f"Received: batch_size={size!r}",
+        )
+        for size in (3, 0, 4.0, True)
+    ],
+    BadInput(
+        "last_batch_repeat_order", "fewer samples than half a batch",
+        lambda tmp: last_batch_repeat_order(np.arange(1), 4),
+        ValueError, "A pass needs at least half a batch (2 samples) of new samples",
+        "Received: 1 samples with batch_size=4",
+    ),
+    BadInput(
+        "last_batch_repeat_order", "a previous_half of the wrong size",
+        lambda tmp: last_batch_repeat_order(np.arange(6), 6, previous_half=[1, 2]),
+        ValueError, "`previous_half` must hold batch_size // 2 = 3 indices",
+        "Received: previous_half with shape (2,)",
+    ),
+    BadInput(
+        "LastBatchRepeats", "fewer labels than inputs",
+        lambda tmp: LastBatchRepeats(IMAGES, LABELS[:15], 8),
+        ValueError, "must have one row per sample", "Received: 16 inputs, 15 labels",
+    ),
+    BadInput(
+        "LastBatchRepeats", "an odd batch_size",
+        lambda tmp: LastBatchRepeats(IMAGES, LABELS, 7),
+        ValueError, "`batch_size` must be an even integer >= 2", "Received: batch_size=7",
+    ),
+    BadInput(
+        "repeat_last_half_batches", "an odd batch_size (checked before the dataset is read)",
+        lambda tmp: repeat_last_half_batches(None, 5),
+        ValueError, "`batch_size` must be an even integer >= 2", "Received: batch_size=5",
+    ),
     # -- compile --------------------------------------------------------- #
     *[
         BadInput(
@@ -1037,7 +1390,7 @@ BAD_INPUTS = [
             ValueError, "must be None",
             "Received: loss='sparse_categorical_crossentropy'",
         )
-        for name, make in MODELS.items()
+        for name, make in {**MODELS, **HEADFREE_MODELS}.items()
     ],
     BadInput(
         "SelfDistillModel.compile", "metrics as a dict",
@@ -1123,6 +1476,27 @@ BAD_INPUTS = [
         lambda tmp: fit(mutual, metrics=["sparse_categorical_crossentropy"]),
         ValueError, "every head of this model outputs logits",
         "Received: metric SparseCategoricalCrossentropy(from_logits=False)",
+    ),
+    BadInput(
+        "ClassWiseSelfDistillation.fit", f"integer label {NUM_CLASSES} for {NUM_CLASSES} classes",
+        lambda tmp: compiled(class_wise()).fit(
+            *pair_by_class(IMAGES, np.full(16, NUM_CLASSES), seed=0), batch_size=8,
+            verbose=0),
+        ValueError, f"must be class ids in [0, {NUM_CLASSES})",
+        f"Received: y with value {NUM_CLASSES} at index 0",
+    ),
+    BadInput(
+        "ProgressiveSelfDistillation.fit", f"integer label {NUM_CLASSES} for {NUM_CLASSES} classes",
+        lambda tmp: fit_indexed(progressive(), with_sample_index(IMAGES),
+                                np.full(16, NUM_CLASSES)),
+        ValueError, f"must be class ids in [0, {NUM_CLASSES})",
+        f"Received: y with value {NUM_CLASSES} at index 0",
+    ),
+    BadInput(
+        "LastBatchSelfDistillation.fit", f"integer label {NUM_CLASSES} for {NUM_CLASSES} classes",
+        lambda tmp: dlb_plan_fit(y=np.full(16, NUM_CLASSES), shuffle=False),
+        ValueError, f"must be class ids in [0, {NUM_CLASSES})",
+        f"Received: y with value {NUM_CLASSES} at index 0",
     ),
     # -- load_weights ---------------------------------------------------- #
     BadInput(
@@ -1316,6 +1690,77 @@ BAD_INPUTS = [
         ValueError, "Mutual learning needs at least 2 peers",
         "Received: 1 peer logits",
     ),
+    BadInput(
+        "TeacherFreeLoss", "alpha above 1", lambda tmp: TeacherFreeLoss(alpha=1.5),
+        ValueError, "`alpha` must be in [0, 1]", "Received: alpha=1.5",
+    ),
+    BadInput(
+        "TeacherFreeLoss", "temperature 0", lambda tmp: TeacherFreeLoss(temperature=0.0),
+        ValueError, "`temperature` must be > 0", "Received: temperature=0.0",
+    ),
+    BadInput(
+        "TeacherFreeLoss", "true_class_probability 1 (the other classes get log 0)",
+        lambda tmp: TeacherFreeLoss(true_class_probability=1.0),
+        ValueError, "`true_class_probability` must be in (0, 1): at 1",
+        "Received: true_class_probability=1.0",
+    ),
+    BadInput(
+        "TeacherFreeLoss", "a negative true_class_probability",
+        lambda tmp: TeacherFreeLoss(true_class_probability=-0.2),
+        ValueError, "`true_class_probability` must be in (0, 1)",
+        "Received: true_class_probability=-0.2",
+    ),
+    BadInput(
+        "TeacherFreeLoss", "true_class_probability as a string",
+        lambda tmp: TeacherFreeLoss(true_class_probability="high"),
+        ValueError, "`true_class_probability` must be a number in (0, 1)",
+        "Received: true_class_probability='high'",
+    ),
+    BadInput(
+        "TeacherFreeLoss", "true_class_probability below 1/K (checked on the first call)",
+        lambda tmp: TeacherFreeLoss(true_class_probability=0.1)(
+            LABELS[:2] % 5, np.zeros((2, 5), "float32")),
+        ValueError, "must be at least 1 / num_classes = 0.2 for 5 classes",
+        "Received: true_class_probability=0.1",
+    ),
+    BadInput(
+        "losses.check_true_class_probability", "below 1/K for the number of classes",
+        lambda tmp: losses.check_true_class_probability(0.05, num_classes=10),
+        ValueError, "must be at least 1 / num_classes = 0.1 for 10 classes",
+        "Received: true_class_probability=0.05",
+    ),
+    BadInput(
+        "losses.virtual_teacher_logits", "logits with one class",
+        lambda tmp: losses.virtual_teacher_logits(np.array([0]), np.zeros((1, 1))),
+        ValueError, "needs a known number of classes >= 2",
+        "Received: logits with shape (1, 1)",
+    ),
+    BadInput(
+        "losses.class_wise_objective", "a negative distillation_weight",
+        lambda tmp: losses.class_wise_objective(
+            LABELS[:2] % 3, np.zeros((2, 3)), np.zeros((2, 3)), distillation_weight=-1),
+        ValueError, "`distillation_weight` must be >= 0",
+        "Received: distillation_weight=-1",
+    ),
+    BadInput(
+        "losses.progressive_self_distillation_loss", "alpha above 1",
+        lambda tmp: losses.progressive_self_distillation_loss(
+            LABELS[:2] % 3, np.zeros((2, 3)), np.full((2, 3), 1 / 3), alpha=1.5),
+        ValueError, "`alpha` must be in [0, 1]", "Received: alpha=1.5",
+    ),
+    BadInput(
+        "losses.last_mini_batch_loss", "negative alpha",
+        lambda tmp: losses.last_mini_batch_loss(
+            LABELS[:2] % 3, np.zeros((2, 3)), np.zeros((1, 3)), np.ones(1), alpha=-1.0),
+        ValueError, "`alpha` must be >= 0", "Received: alpha=-1.0",
+    ),
+    BadInput(
+        "losses.last_mini_batch_loss", "logits that are not twice the stored rows",
+        lambda tmp: losses.last_mini_batch_loss(
+            LABELS[:3] % 3, np.zeros((3, 3)), np.zeros((1, 3)), np.ones(1)),
+        ValueError, "`logits` must have twice as many rows as `previous_logits`",
+        "Received: logits with shape (3, 3), previous_logits with shape (1, 3)",
+    ),
 ]
 
 
@@ -1353,7 +1798,9 @@ def test_bad_input_raises_naming_the_value_and_what_is_allowed(row, tmp_path):
 def test_the_table_covers_every_public_model_and_the_issue_minimum():
     owners = {row.owner.split(".")[0] for row in BAD_INPUTS}
     for name in ("SelfDistillModel", "Distiller", "MutualLearning", "EMATeacher",
-                 "SelfEnsembleTeacher", "BornAgain", "AuxiliaryHead"):
+                 "SelfEnsembleTeacher", "BornAgain", "AuxiliaryHead",
+                 "ClassWiseSelfDistillation", "ProgressiveSelfDistillation",
+                 "LastBatchSelfDistillation", "TeacherFreeLoss"):
         assert name in owners
     assert len(BAD_INPUTS) >= 30
 

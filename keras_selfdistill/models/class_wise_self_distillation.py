@@ -16,6 +16,14 @@ from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_positive
 
 
+def _described(x):
+    """The keys of a dict, else the shape of a tensor, for an error message."""
+    if isinstance(x, dict):
+        return f" with keys {sorted(x)}"
+    shape = getattr(x, "shape", None)
+    return "" if shape is None else f" with shape {tuple(shape)}"
+
+
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
 class ClassWiseSelfDistillation(DistillationBase):
     """Class-wise self-knowledge distillation (CS-KD) in plain `model.fit`.
@@ -126,9 +134,7 @@ class ClassWiseSelfDistillation(DistillationBase):
                 "'partner_inputs': x_partner}, y). Make them with "
                 "keras_selfdistill.class_pairs (ClassPairedBatches, "
                 "pair_by_class, class_partner_indices). Received: inputs of "
-                f"type {type(x).__name__}"
-                + (f" with keys {sorted(x)}" if isinstance(x, dict) else "")
-                + "."
+                f"type {type(x).__name__}{_described(x)}."
             )
         return super().train_step(*args)
 

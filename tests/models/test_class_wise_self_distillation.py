@@ -185,14 +185,3 @@ def test_config_and_keras_file_round_trip(paired, digits):
     restored.fit(inputs, labels, batch_size=16, epochs=1, verbose=0)
 
 
-def test_fit_on_unpaired_batches_says_how_to_pair_them(digits):
-    model = ClassWiseSelfDistillation(make_student())
-    model.compile(optimizer="sgd")
-    with pytest.raises(ValueError, match="same-class partner.*ClassPairedBatches"):
-        model.fit(digits[0][:16], digits[1][:16], batch_size=8, verbose=0)
-
-
-def test_predict_on_a_paired_batch_is_refused(paired):
-    model = ClassWiseSelfDistillation(make_student())
-    with pytest.raises(ValueError, match=r"Pass x\['inputs'\] instead"):
-        model(paired[0])

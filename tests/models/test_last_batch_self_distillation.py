@@ -62,12 +62,6 @@ def test_each_batch_repeats_the_new_half_of_the_one_before():
     assert chained[:3].tolist() == [19, 20, 21]
 
 
-@pytest.mark.parametrize("batch_size", [3, 0, 4.0, True])
-def test_batch_size_must_be_even(batch_size):
-    with pytest.raises(ValueError, match=rf"even integer >= 2.*batch_size={batch_size!r}"):
-        last_batch_repeat_order(np.arange(8), batch_size)
-
-
 def test_py_dataset_chains_epochs_and_reaugments_every_batch(data):
     images, labels = data
     calls = []
@@ -172,43 +166,6 @@ def test_evaluate_reports_cross_entropy_and_leaves_the_state_alone(data):
     logs = model.evaluate(images, labels, verbose=0, return_dict=True)
     assert logs["distillation_loss"] == 0.0
     assert numpy_of(model.previous_sample_index).tolist() == [-1] * HALF
-
-
-# -- bad inputs ---------------------------------------------------------------------- #
-
-
-def test_fit_refuses_what_would_break_the_layout(data):
-    images, labels = data
-    model = wrap(functional())
-    model.compile(optimizer="sgd")
-    with pytest.raises(ValueError, match=r"with_sample_index.*Received: x of type ndarray"):
-        model.fit(images, labels, verbose=0)
-    with pytest.raises(ValueError, match=r"pass shuffle=False.*Received: shuffle=True"):
-        model.fit(LastBatchRepeats(images, labels, BATCH), verbose=0)
-    plan = last_batch_repeat_order(np.arange(SAMPLES), BATCH)
-    with pytest.raises(ValueError, match=r"batch_size=16 and shuffle=False.*"
-                                         r"Received: batch_size=32, shuffle=False"):
-        model.fit(batch_of(images, plan), labels[plan], batch_size=32, shuffle=False,
-                  verbose=0)
-
-
-def test_a_batch_of_another_size_is_refused(data):
-    images, labels = data
-    model = wrap(functional())
-    model.compile(optimizer="sgd", run_eagerly=True)
-    with pytest.raises(ValueError, match=r"batch_size=16.*Received: a batch of 8"):
-        model.train_on_batch(batch_of(images, np.arange(8)), labels[:8])
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(batch_size=15), r"even integer >= 2.*Received: batch_size=15"),
-    (dict(alpha=-1.0), r"alpha.*>= 0.*Received: alpha=-1.0"),
-    (dict(temperature=0), r"temperature.*> 0.*Received: temperature=0"),
-])
-def test_bad_arguments_are_named(kwargs, match):
-    arguments = {"batch_size": BATCH, **kwargs}
-    with pytest.raises(ValueError, match=match):
-        LastBatchSelfDistillation(functional(), **arguments)
 
 
 # -- every kind of model, serving, saving, resuming --------------------------------- #

@@ -194,14 +194,6 @@ def test_evaluate_reports_cross_entropy_and_leaves_the_table_alone(data):
 # -- the inputs -------------------------------------------------------------- #
 
 
-def test_fit_without_sample_indices_says_how_to_add_them(data):
-    images, labels = data
-    model = frozen(wrap(functional()))
-    with pytest.raises(ValueError, match=r"sample_index.*with_sample_index.*"
-                                         r"Received: x of type ndarray with shape \(48, 8, 8, 1\)"):
-        model.fit(images, labels, verbose=0)
-
-
 def test_array_indices_out_of_range_are_refused_before_training(data):
     images, labels = data
     model = frozen(wrap(functional()))
@@ -210,14 +202,6 @@ def test_array_indices_out_of_range_are_refused_before_training(data):
     with pytest.raises(ValueError, match=r"in \[0, 48\).*value 48 at position 7"):
         model.fit(with_sample_index(images, indices), labels, verbose=0)
     assert numpy_of(model.epochs_seen).sum() == 0
-
-
-def test_an_eager_step_refuses_an_index_out_of_range(data):
-    images, labels = data
-    model = wrap(functional())
-    model.compile(optimizer="sgd", run_eagerly=True)
-    with pytest.raises(ValueError, match=r"value -1 at position 1"):
-        model.train_on_batch(with_sample_index(images[:2], np.array([0, -1])), labels[:2])
 
 
 @pytest.mark.skipif(keras.backend.backend() == "torch",
@@ -232,13 +216,6 @@ def test_a_compiled_step_with_an_index_out_of_range_gives_a_nan_loss(data):
     assert np.isnan(logs["loss"])
     seen = numpy_of(model.epochs_seen)
     assert seen[3] == 1 and seen.sum() == 1  # The bad row wrote nothing.
-
-
-def test_with_sample_index_checks_its_index():
-    with pytest.raises(ValueError, match=r"shape \(samples,\) = \(3,\).*shape \(2,\)"):
-        with_sample_index(np.zeros((3, 2)), np.arange(2))
-    with pytest.raises(ValueError, match="Received: x of type str"):
-        with_sample_index("images")
 
 
 def test_tf_data_pipeline_carries_the_index_through_shuffle_and_batch(data):
@@ -284,23 +261,6 @@ def test_py_dataset_returning_indices_trains(data):
     model = frozen(wrap(functional()))
     model.fit(IndexedBatches(*data, batch_size=BATCH), epochs=2, verbose=0)
     assert numpy_of(model.epochs_seen).tolist() == [2] * SAMPLES
-
-
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(num_samples=0), r"num_samples.*>= 1.*Received: num_samples=0"),
-    (dict(total_epochs=2.5), r"total_epochs.*integer.*Received: total_epochs=2.5"),
-    (dict(alpha=1.5), r"alpha.*\[0, 1\].*Received: alpha=1.5"),
-    (dict(num_classes=3), r"10 classes.*Received: num_classes=3"),
-])
-def test_bad_arguments_are_named(kwargs, match):
-    arguments = {"num_samples": SAMPLES, "total_epochs": 3, **kwargs}
-    with pytest.raises(ValueError, match=match):
-        ProgressiveSelfDistillation(functional(), **arguments)
-
-
-def test_a_subclassed_student_needs_num_classes():
-    with pytest.raises(ValueError, match="pass `num_classes`.*num_classes=None"):
-        ProgressiveSelfDistillation(subclassed(), num_samples=4, total_epochs=2)
 
 
 # -- every kind of model, serving, saving, resuming ------------------------------- #
