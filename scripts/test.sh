@@ -41,7 +41,7 @@ if [ ${#failed[@]} -gt 0 ]; then
   exit 1
 fi
 
-# -- docs (issue 7): the documentation site builds with no warning (broken
+# -- docs: the documentation site builds with no warning (broken
 # links, undocumented parameters). Output goes to a temporary directory.
 echo "== mkdocs build --strict"
 docs_site="$(mktemp -d)"
