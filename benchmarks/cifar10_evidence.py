@@ -44,12 +44,9 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from headfree_arms import headfree_arms  # noqa: E402
 
-from keras_selfdistill import LastBatchSelfDistillation  # noqa: E402
-from keras_selfdistill import ProgressiveSelfDistillation  # noqa: E402
 from keras_selfdistill import SelfDistillModel  # noqa: E402
-from keras_selfdistill import last_batch_repeat_order  # noqa: E402
-from keras_selfdistill import with_sample_index  # noqa: E402
 
 NUM_CLASSES = 10
 TAPS = ["stage1_out", "stage2_out"]
@@ -179,32 +176,6 @@ def cifar_resnet(width: int = 16, blocks_per_stage: int = 3) -> keras.Model:
     return keras.Model(inputs, logits, name=f"resnet{6 * blocks_per_stage + 2}")
 
 
-def ps_kd_epoch_inputs(order, x_train, y_train, recipe, rng):
-    """PS-KD's epoch: the plain epoch, each image with its sample index."""
-    images, labels, batch_size = harness.plain_epoch_inputs(order, x_train, y_train, recipe, rng)
-    return with_sample_index(images, order), labels, batch_size
-
-
-def dlb_epoch_inputs(order, x_train, y_train, recipe, rng):
-    """DLB's epoch: batches of `2 * recipe.batch_size`, the first half
-    repeating the previous batch's new half, every image augmented where it
-    occurs (so the repeated half is re-augmented). Each step takes
-    `recipe.batch_size` new samples, as a plain step does; the last
-    `len(order) % recipe.batch_size` samples of the epoch's order are left
-    out."""
-    batch_size = 2 * recipe.batch_size
-    plan = last_batch_repeat_order(order, batch_size)
-    images = x_train[plan]
-    if recipe.augment is not None:
-        images = recipe.augment(images, rng)
-    return with_sample_index(images, plan), y_train[plan], batch_size
-
-
-def dlb_steps_per_epoch(num_samples, recipe):
-    """One step per `recipe.batch_size` new samples (remainder dropped)."""
-    return num_samples // recipe.batch_size
-
-
 def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 0,
          batch_size: int = 128) -> dict:
     """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`,
@@ -228,17 +199,9 @@ def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 
             plain(), taps=TAPS, head_block="double", head_attention=True
         )
 
-    def ps_kd():
-        return ProgressiveSelfDistillation(plain(), num_samples=num_samples, total_epochs=epochs, alpha=0.8)
-
-    def dlb():
-        return LastBatchSelfDistillation(plain(), batch_size=2 * batch_size, alpha=1.0, temperature=3.0)
-
     return dict(plain=plain, heads_ce=heads_ce, sd=sd, sd_byot_heads=sd_byot_heads,
-                ps_kd=harness.Arm(ps_kd, epoch_inputs=ps_kd_epoch_inputs),
-                dlb=harness.Arm(dlb, epoch_inputs=dlb_epoch_inputs,
-                                steps_per_epoch=dlb_steps_per_epoch),
-                **harness.headfree_arms(plain))
+                **headfree_arms(plain, num_samples=num_samples, epochs=epochs,
+                                batch_size=batch_size))
 
 
 # ---------------------------------------------------------------------- #

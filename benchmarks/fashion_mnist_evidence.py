@@ -26,17 +26,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
 import fashion_mnist_demo as demo  # noqa: E402
 import harness  # noqa: E402
+from headfree_arms import headfree_arms  # noqa: E402
 
 
-def arms(width: int) -> dict:
+def arms(width: int, num_samples: int = 0, epochs: int = 0, batch_size: int = 128) -> dict:
     """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`, and
-    the head-free arms `label_smoothing`, `tf_kd` and `cs_kd`
-    (`harness.headfree_arms`)."""
+    the head-free arms `label_smoothing`, `tf_kd`, `cs_kd`, `ps_kd` and `dlb`
+    (`headfree_arms`)."""
     return dict(
         plain=lambda: demo.build_cnn(width),
         heads_ce=lambda: demo.build_self_distilled(width, alpha=0.0, feature_weight=0.0),
         sd=lambda: demo.build_self_distilled(width),
-        **harness.headfree_arms(lambda: demo.build_cnn(width)),
+        **headfree_arms(lambda: demo.build_cnn(width), num_samples=num_samples,
+                        epochs=epochs, batch_size=batch_size),
     )
 
 
@@ -55,7 +57,7 @@ def main(argv=None):
     parser.add_argument("--markdown", default=None)
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--arms", default="plain,heads_ce,sd",
-                        help="comma-separated; also label_smoothing, tf_kd, cs_kd")
+                        help="comma-separated; also label_smoothing, tf_kd, cs_kd, ps_kd, dlb")
     args = parser.parse_args(argv)
     data = demo.load_data(args.train_samples)
     if args.smoke:
@@ -73,7 +75,9 @@ def main(argv=None):
     if os.path.dirname(args.output):
         os.makedirs(os.path.dirname(args.output), exist_ok=True)
     command = harness.command_line(__file__, sys.argv[1:] if argv is None else argv)
-    builders = {name: build for name, build in arms(args.width).items()
+    every_arm = arms(args.width, num_samples=len(data[0][0]), epochs=args.epochs,
+                     batch_size=args.batch_size)
+    builders = {name: build for name, build in every_arm.items()
                 if name in args.arms.split(",")}
     results = harness.run_arms(builders, recipe, data, range(args.seeds), settings,
                                save_to=args.output, command=command)

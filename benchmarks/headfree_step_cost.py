@@ -37,6 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import harness  # noqa: E402
+import headfree_arms  # noqa: E402
 import step_overhead  # noqa: E402
 from keras_selfdistill import ClassWiseSelfDistillation  # noqa: E402
 from keras_selfdistill import LastBatchSelfDistillation  # noqa: E402
@@ -53,7 +54,7 @@ def build_methods(width: int, num_samples: int, batch_size: int) -> dict:
     crossentropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     models = {
         "plain": (backbone(), crossentropy),
-        "label smoothing": (backbone(), harness.SparseLabelSmoothing(0.1)),
+        "label smoothing": (backbone(), headfree_arms.SparseLabelSmoothing(0.1)),
         "TeacherFreeLoss": (backbone(), TeacherFreeLoss()),
         "ClassWiseSelfDistillation": (ClassWiseSelfDistillation(backbone()), None),
         "ProgressiveSelfDistillation": (

@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 import harness  # noqa: E402
+import headfree_arms  # noqa: E402
 
 import keras  # noqa: E402
 
@@ -187,19 +188,17 @@ def test_an_arm_with_its_own_inputs_gets_the_epoch_order_and_the_recipe():
 
 
 def test_ps_kd_and_dlb_arms_lay_out_their_epochs():
-    import cifar10_evidence
-
     order = np.random.default_rng(0).permutation(10)
     x_train, y_train = np.arange(10, dtype="float32")[:, None] * 10, np.arange(10)
     recipe = harness.Recipe(epochs=1, batch_size=2)
-    x, y, batch_size = cifar10_evidence.ps_kd_epoch_inputs(order, x_train, y_train, recipe, None)
+    x, y, batch_size = headfree_arms.ps_kd_epoch_inputs(order, x_train, y_train, recipe, None)
     assert x["sample_index"].tolist() == order.tolist() and batch_size == 2
     np.testing.assert_array_equal(x["inputs"][:, 0], order * 10.0)
-    x, y, batch_size = cifar10_evidence.dlb_epoch_inputs(order, x_train, y_train, recipe, None)
+    x, y, batch_size = headfree_arms.dlb_epoch_inputs(order, x_train, y_train, recipe, None)
     assert batch_size == 4 and len(y) == 4 * 5  # 5 new halves of 2, each batch 4
     batches = x["sample_index"].reshape(-1, 4)
     assert batches[1][:2].tolist() == batches[0][2:].tolist() == order[:2].tolist()
-    assert cifar10_evidence.dlb_steps_per_epoch(10, recipe) == 5
+    assert headfree_arms.dlb_steps_per_epoch(10, recipe) == 5
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
@@ -215,7 +214,7 @@ def test_cifar10_smoke_runs_the_head_free_arms(tmp_path):
                            "--output", str(output)])
     runs = json.loads(output.read_text())["runs"]
     assert [run["arm"] for run in runs] == [
-        "plain", "ps_kd", "dlb", "label_smoothing", "tf_kd", "cs_kd"]
+        "plain", "label_smoothing", "tf_kd", "cs_kd", "ps_kd", "dlb"]
     for run in runs:
         assert set(run["test"]) == {"served"}
         assert 0.0 <= run["test"]["served"]["accuracy"] <= 1.0
@@ -227,7 +226,7 @@ def test_the_label_smoothing_arm_is_keras_label_smoothing_on_class_ids():
     logits = np.random.default_rng(0).normal(size=(3, 4)).astype("float32")
     smoothing = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(harness.SparseLabelSmoothing(0.1)(labels, logits)),
+        keras.ops.convert_to_numpy(headfree_arms.SparseLabelSmoothing(0.1)(labels, logits)),
         keras.ops.convert_to_numpy(smoothing(np.eye(4)[labels], logits)), rtol=1e-6)
 
 
