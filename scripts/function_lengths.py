@@ -43,10 +43,10 @@ def main(argv=None):
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args(argv)
     found = list(definitions(args.root))
-    for kind in ("function", "class"):
+    for kind, plural in (("function", "functions"), ("class", "classes")):
         rows = sorted((r for r in found if r[0] == kind), key=lambda r: -r[2])
         over_50 = sum(1 for r in rows if r[2] > 50)
-        print(f"\n{kind}s: {len(rows)}, over 50 lines: {over_50}")
+        print(f"\n{plural}: {len(rows)}, over 50 lines: {over_50}")
         for _, name, lines in rows[: args.top]:
             print(f"{lines:5d}  {name}")
 
