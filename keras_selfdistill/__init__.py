@@ -8,6 +8,8 @@ from keras_selfdistill import callbacks
 from keras_selfdistill import class_pairs
 from keras_selfdistill import losses
 from keras_selfdistill import plots
+from keras_selfdistill.class_pairs import ClassPairedBatches
+from keras_selfdistill.class_pairs import pair_by_class
 from keras_selfdistill.last_batch_repeats import LastBatchRepeats
 from keras_selfdistill.last_batch_repeats import last_batch_repeat_order
 from keras_selfdistill.last_batch_repeats import repeat_last_half_batches
@@ -31,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuxiliaryHead",
     "BornAgain",
+    "ClassPairedBatches",
     "ClassWiseSelfDistillation",
     "Distiller",
     "EMATeacher",
@@ -47,6 +50,7 @@ __all__ = [
     "class_pairs",
     "last_batch_repeat_order",
     "losses",
+    "pair_by_class",
     "plots",
     "repeat_last_half_batches",
     "with_sample_index",
