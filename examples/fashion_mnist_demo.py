@@ -15,7 +15,7 @@ from one step to the next), and the demo evaluates the final weights. One
 run is one seed: after its own table it prints the multi-seed table of
 `benchmarks/fashion_mnist_evidence.py` from docs/results, the evidence.
 
-Run (about 8 minutes on 2 CPU cores):
+Run (about 3 minutes on 2 idle CPU cores, 2026-12-03):
 
     python examples/fashion_mnist_demo.py
 
