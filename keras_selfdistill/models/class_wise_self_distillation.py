@@ -8,7 +8,7 @@ from keras_selfdistill import losses
 from keras_selfdistill.class_pairs import INPUTS_KEY
 from keras_selfdistill.class_pairs import PARTNER_INPUTS_KEY
 from keras_selfdistill.class_pairs import is_paired_batch
-from keras_selfdistill.models.distillation_base import DistillationBase
+from keras_selfdistill.models.student_wrapper import StudentWrapper
 from keras_selfdistill.models.graph import check_logits_student
 from keras_selfdistill.models.graph import known_num_classes
 from keras_selfdistill.models.hyperparameters import Hyperparameter
@@ -25,7 +25,7 @@ def _described(x):
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
-class ClassWiseSelfDistillation(DistillationBase):
+class ClassWiseSelfDistillation(StudentWrapper):
     """Class-wise self-knowledge distillation (CS-KD) in plain `model.fit`.
 
     The model's prediction on one sample of a class teaches its prediction
@@ -140,10 +140,6 @@ class ClassWiseSelfDistillation(DistillationBase):
 
     # -- training -------------------------------------------------------- #
 
-    @property
-    def metric_head_names(self):
-        return ["student"]
-
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
@@ -160,17 +156,3 @@ class ClassWiseSelfDistillation(DistillationBase):
         else:
             terms = losses.labels_only_terms(y, logits)
         return self.reduce_and_report(terms, sample_weight, ops.shape(logits)[0])
-
-    # -- serialization --------------------------------------------------- #
-
-    def get_config(self):
-        return {
-            **self.base_config(),
-            "student": keras.saving.serialize_keras_object(self.student),
-        }
-
-    @classmethod
-    def from_config(cls, config):
-        config = cls.constructor_arguments(config)
-        student = keras.saving.deserialize_keras_object(config.pop("student"))
-        return cls(student, **config)

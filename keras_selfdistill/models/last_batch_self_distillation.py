@@ -5,7 +5,7 @@ from keras import ops
 
 from keras_selfdistill import losses
 from keras_selfdistill.last_batch_repeats import check_batch_size
-from keras_selfdistill.models.distillation_base import DistillationBase
+from keras_selfdistill.models.student_wrapper import StudentWrapper
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.labels import bound_arguments
 from keras_selfdistill.models.progressive_self_distillation import checked_num_classes
@@ -21,7 +21,7 @@ from keras_selfdistill.validation import check_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
-class LastBatchSelfDistillation(DistillationBase):
+class LastBatchSelfDistillation(StudentWrapper):
     """Self-distillation from the last mini-batch (DLB) in plain `model.fit`.
 
     Each batch of `batch_size = 2 * n` samples holds `n` samples that repeat
@@ -181,10 +181,6 @@ class LastBatchSelfDistillation(DistillationBase):
 
     # -- training -------------------------------------------------------- #
 
-    @property
-    def metric_head_names(self):
-        return ["student"]
-
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
@@ -253,14 +249,7 @@ class LastBatchSelfDistillation(DistillationBase):
 
     def get_config(self):
         return {
-            **self.base_config(),
-            "student": keras.saving.serialize_keras_object(self.student),
+            **self.student_config(),
             "batch_size": self.batch_size,
             "num_classes": self.num_classes,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = cls.constructor_arguments(config)
-        student = keras.saving.deserialize_keras_object(config.pop("student"))
-        return cls(student, **config)

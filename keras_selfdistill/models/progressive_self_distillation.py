@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from keras_selfdistill import losses
-from keras_selfdistill.models.distillation_base import DistillationBase
+from keras_selfdistill.models.student_wrapper import StudentWrapper
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.labels import bound_arguments
 from keras_selfdistill.models.graph import check_logits_student
@@ -47,7 +47,7 @@ def checked_num_classes(student, num_classes):
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
-class ProgressiveSelfDistillation(DistillationBase):
+class ProgressiveSelfDistillation(StudentWrapper):
     """Progressive self-knowledge distillation (PS-KD) in plain `model.fit`.
 
     The model learns from targets that move from the labels toward its own
@@ -235,10 +235,6 @@ class ProgressiveSelfDistillation(DistillationBase):
 
     # -- training -------------------------------------------------------- #
 
-    @property
-    def metric_head_names(self):
-        return ["student"]
-
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
@@ -282,15 +278,8 @@ class ProgressiveSelfDistillation(DistillationBase):
 
     def get_config(self):
         return {
-            **self.base_config(),
-            "student": keras.saving.serialize_keras_object(self.student),
+            **self.student_config(),
             "num_samples": self.num_samples,
             "total_epochs": self.total_epochs,
             "num_classes": self.num_classes,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = cls.constructor_arguments(config)
-        student = keras.saving.deserialize_keras_object(config.pop("student"))
-        return cls(student, **config)

@@ -9,7 +9,7 @@ import keras
 from keras import ops
 
 from keras_selfdistill import losses
-from keras_selfdistill.models.distillation_base import DistillationBase
+from keras_selfdistill.models.student_wrapper import StudentWrapper
 from keras_selfdistill.models.graph import check_logits_student
 from keras_selfdistill.models.graph import known_num_classes
 from keras_selfdistill.models.hyperparameters import Hyperparameter
@@ -64,7 +64,7 @@ class FullPrecisionCall(keras.layers.Layer):
         return self.function(x)
 
 
-class TemporalTeacherBase(DistillationBase):
+class TemporalTeacherBase(StudentWrapper):
     """Base class: a student taught by its own weights over time.
 
     Subclasses hold the teacher state in non-trainable variables, implement
@@ -235,13 +235,6 @@ class TemporalTeacherBase(DistillationBase):
 
     def get_config(self):
         return {
-            **self.base_config(),
-            "student": keras.saving.serialize_keras_object(self.student),
+            **self.student_config(),
             "scale_by_temperature_squared": self.scale_by_temperature_squared,
         }
-
-    @classmethod
-    def from_config(cls, config):
-        config = cls.constructor_arguments(config)
-        student = keras.saving.deserialize_keras_object(config.pop("student"))
-        return cls(student, **config)
