@@ -59,6 +59,25 @@ def tensor_parents(tensor) -> list:
     return list(node.input_tensors)
 
 
+def tensor_output_index(tensor) -> int:
+    """Which output of its call a symbolic tensor is (0 for one output).
+
+    Keras records it beside the producing operation on every `KerasTensor`
+    of a functional graph; a layer with several outputs (a list or tuple)
+    makes tensors 0, 1, ... in the order of its flattened outputs.
+
+    Args:
+        tensor: a `KerasTensor` of a functional graph.
+
+    Returns:
+        The index, or `0` for an object not made by a Keras call.
+    """
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return 0
+    return history.tensor_index
+
+
 def metric_direction(metric):
     """Which way `metric` improves, as Keras's own metrics declare it.
 

@@ -139,18 +139,21 @@ def backbone_with_a_two_output_layer():
     return keras.Model(inputs, logits, name="two_output_layer")
 
 
-def backbone_with_a_nested_model():
-    block_inputs = keras.Input((8, 8, 1))
-    block = keras.Model(
-        block_inputs,
-        keras.layers.Conv2D(4, 3, padding="same", name="inner_conv")(block_inputs),
-        name="block",
-    )
+class SubclassedBlock(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = keras.layers.Conv2D(4, 3, padding="same", name="hidden_conv")
+
+    def call(self, inputs):
+        return self.conv(inputs)
+
+
+def backbone_with_a_subclassed_model():
     inputs = keras.Input((8, 8, 1))
     logits = keras.layers.Dense(NUM_CLASSES, name="logits")(
-        keras.layers.GlobalAveragePooling2D()(block(inputs))
+        keras.layers.GlobalAveragePooling2D()(SubclassedBlock(name="block")(inputs))
     )
-    return keras.Model(inputs, logits, name="nested")
+    return keras.Model(inputs, logits, name="wraps_subclassed")
 
 
 def backbone_with_two_outputs():
@@ -413,12 +416,21 @@ BAD_INPUTS = [
         ValueError, "'stage1', 'stage2', 'pool', 'logits']", "Received: taps=['zzz']",
     ),
     BadInput(
-        "SelfDistillModel.from_backbone", "a tap on a layer inside a nested model",
+        "SelfDistillModel.from_backbone",
+        "a tap on a layer inside a nested subclassed model",
         lambda tmp: SelfDistillModel.from_backbone(
-            backbone_with_a_nested_model(), taps=["inner_conv"]
+            backbone_with_a_subclassed_model(), taps=["hidden_conv"]
         ),
-        ValueError, "taps must be layers of the backbone itself",
-        "Layer 'inner_conv' is inside the nested model 'block'",
+        ValueError, "tap a layer of a functional or Sequential model",
+        "Layer 'hidden_conv' is inside the subclassed model 'block'",
+    ),
+    BadInput(
+        "SelfDistillModel.from_backbone", "`features` naming no layer of the backbone",
+        lambda tmp: SelfDistillModel.from_backbone(
+            backbone(), taps=["stage1"], features="pooling"
+        ),
+        ValueError, "must name a layer on the way to the output",
+        "Received: features='pooling'",
     ),
     BadInput(
         "SelfDistillModel.from_backbone", "taps given as one string",

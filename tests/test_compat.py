@@ -119,3 +119,19 @@ def test_a_mode_set_while_unresolved_takes_effect():
 def test_other_callbacks_are_not_monitors():
     assert not compat.monitor_mode_unresolved(keras.callbacks.History())
     assert not compat.monitor_mode_unresolved(object())
+
+
+
+class _TwoOutputs(keras.layers.Layer):
+    def call(self, inputs):
+        return inputs * 2.0, inputs * 3.0
+
+
+def test_tensor_output_index_numbers_the_outputs_of_a_multi_output_call():
+    inputs = keras.Input((4,))
+    first, second = _TwoOutputs()(inputs)
+    single = keras.layers.Dense(2)(first)
+    assert compat.tensor_output_index(first) == 0
+    assert compat.tensor_output_index(second) == 1
+    assert compat.tensor_output_index(single) == 0
+    assert compat.tensor_output_index(np.zeros(2)) == 0

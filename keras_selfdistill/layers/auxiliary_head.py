@@ -314,6 +314,12 @@ class AuxiliaryHead(keras.layers.Layer):
         attention: bool. Gate the input with the authors' sigmoid attention
             branch before the blocks; 4-D images of known size only.
             Defaults to `False`.
+        classifier_dtype: str, `keras.DTypePolicy` or `None`. Dtype policy
+            of the final `Dense` (the logits), e.g. `"float32"` under a
+            `"mixed_float16"` global policy, as Keras advises for a model's
+            output layer; `SelfDistillModel.from_backbone` sets it when the
+            backbone's own logits are float32. `None` uses the head's
+            policy. Defaults to `None`.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -359,6 +365,7 @@ class AuxiliaryHead(keras.layers.Layer):
         batch_norm_momentum=0.9,
         block="single",
         attention=False,
+        classifier_dtype=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -394,6 +401,10 @@ class AuxiliaryHead(keras.layers.Layer):
         self.batch_norm_momentum = float(batch_norm_momentum)
         self.block = block
         self.attention = attention
+        self.classifier_dtype = (
+            None if classifier_dtype is None
+            else keras.dtype_policies.get(classifier_dtype)
+        )
         self.bottleneck = None
         self.classifier = None
 
@@ -419,7 +430,7 @@ class AuxiliaryHead(keras.layers.Layer):
         ).shape
         self.classifier = layers.Dense(
             self.num_classes,
-            dtype=self.dtype_policy,
+            dtype=self.classifier_dtype or self.dtype_policy,
             name=f"{self.name}_classifier",
         )
         self.classifier.build(feature_shape)
@@ -442,6 +453,8 @@ class AuxiliaryHead(keras.layers.Layer):
                 "batch_norm_momentum": self.batch_norm_momentum,
                 "block": self.block,
                 "attention": self.attention,
+                "classifier_dtype": None if self.classifier_dtype is None
+                else keras.saving.serialize_keras_object(self.classifier_dtype),
             }
         )
         return config

@@ -8,9 +8,12 @@ here names the wrong value and what would work.
 
 import keras
 
+from keras_selfdistill.compat import tensor_output_index
 from keras_selfdistill.layers.auxiliary_head import BLOCKS
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.graph import ancestor_tensors
+from keras_selfdistill.models.graph import classifier_features
+from keras_selfdistill.models.graph import known_outputs
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import close_matches_hint
@@ -23,49 +26,194 @@ def attach_heads(
     head_num_downsampling="auto",
     head_block="single",
     head_attention=False,
+    features=None,
 ):
     """Calls an `AuxiliaryHead` on the output of each tapped layer.
 
     Args:
         backbone: a functional (or built Sequential) `keras.Model` with one
-            output of logits.
-        taps: list of layer names, shallow to deep.
+            output of logits; it may hold nested functional or Sequential
+            models, whose layers can be tapped.
+        taps: list of layer names (or `(name, output_index)` pairs for
+            layers with several outputs), shallow to deep.
         head_width: int or `None` (the width of the deepest classifier's
             features).
         head_num_downsampling: `"auto"` or int >= 0.
         head_block: `"single"` or `"double"` (`AuxiliaryHead`'s `block`).
         head_attention: bool (`AuxiliaryHead`'s `attention`).
+        features: str or `None`. The layer whose output are the deepest
+            classifier's features (found from the classifier when `None`).
 
     Returns:
         `(inputs, heads, output)`: the backbone's symbolic inputs (in the
         user's structure), the heads' logits tensors `head_1, head_2, ...`,
         and the backbone's output.
     """
-    inputs, output = backbone_inputs_and_output(backbone)
-    check_taps(backbone, taps)
+    backbone_inputs_and_output(backbone)
+    check_tap_format(taps)
     if head_width is not None:
         check_integer("head_width", head_width, 1)
     _check_num_downsampling(head_num_downsampling)
     _check_head_block(head_block, head_attention)
+    graph = _graph_with_taps(backbone, taps, features)
+    inputs, output = backbone_inputs_and_output(graph)
+    check_taps(graph, taps)
     deepest_layer = producing_layer(output)
-    deepest_map = _last_feature_map(backbone)
+    _, deepest_features = classifier_features(output, features)
+    deepest_map = _last_feature_map(graph)
     ancestors = ancestor_tensors(output)
     heads = []
     for index, tap in enumerate(taps):
-        tapped = _tapped_tensor(backbone, tap, taps, ancestors, deepest_layer)
+        tapped = _tapped_tensor(graph, tap, taps, ancestors, deepest_layer)
         num_downsampling = head_num_downsampling
         if num_downsampling == "auto":
             num_downsampling = _auto_downsampling(tapped, deepest_map)
         head = AuxiliaryHead(
             num_classes=output.shape[-1],
-            width=head_width or _features_width(deepest_layer),
+            width=head_width or _features_width(deepest_features),
             num_downsampling=num_downsampling,
             block=head_block,
             attention=head_attention,
+            classifier_dtype=_classifier_dtype(output),
             name=f"head_{index + 1}",
         )
         heads.append(head(tapped))
     return inputs, heads, output
+
+
+def _classifier_dtype(output):
+    """float32 logits for the heads when the user's logits are float32 under
+    a half-precision policy (Keras's advice for the output layer)."""
+    policy = keras.mixed_precision.global_policy()
+    if output.dtype == "float32" and policy.compute_dtype != "float32":
+        return "float32"
+    return None
+
+
+def tap_name(tap):
+    """The layer name of a tap: `"name"` or `("name", output_index)`."""
+    return tap[0] if isinstance(tap, (list, tuple)) else tap
+
+
+def check_tap_format(taps) -> None:
+    """Refuses taps that are not a list of names or `(name, index)` pairs."""
+    if isinstance(taps, str) or not isinstance(taps, (list, tuple)) or not taps:
+        raise ValueError(
+            "`taps` must be a non-empty list of layer names, shallow to "
+            f"deep. Received: taps={taps!r}"
+        )
+    for tap in taps:
+        if isinstance(tap, str):
+            continue
+        if (
+            isinstance(tap, tuple)
+            and len(tap) == 2
+            and isinstance(tap[0], str)
+            and isinstance(tap[1], int)
+            and not isinstance(tap[1], bool)
+            and tap[1] >= 0
+        ):
+            continue
+        raise ValueError(
+            "`taps` must be a list of layer names (str), or (name, "
+            "output_index) pairs for layers with several outputs, shallow "
+            f"to deep. Received: taps={list(taps)!r}, with {tap!r} of "
+            f"type {type(tap).__name__}"
+        )
+
+
+def _is_graph_model(layer) -> bool:
+    """A functional or Sequential model: its layers can be called one by
+    one. A subclassed model's `call` is Python code, not a graph."""
+    if isinstance(layer, keras.Sequential):
+        return bool(layer.built and known_outputs(layer))
+    return isinstance(layer, keras.Model) and bool(known_outputs(layer))
+
+
+def nested_layers(model, path=()):
+    """`(path, layer)` for every layer inside `model`, at any depth, where
+    `path` lists the names of the models around it."""
+    for layer in model.layers:
+        yield path, layer
+        if isinstance(layer, keras.Model):
+            yield from nested_layers(layer, path + (layer.name,))
+
+
+def _graph_with_taps(backbone, taps, features):
+    """`backbone`, or a flat copy of its graph when a name is inside a nested
+    model: the nested functional/Sequential models called layer by layer on
+    new symbolic tensors (the same layer objects, so the same weights)."""
+    top_level = {layer.name for layer in backbone.layers}
+    wanted = [tap_name(tap) for tap in taps] + ([features] if features else [])
+    if all(name in top_level for name in wanted):
+        return backbone
+    inner = {}
+    for path, layer in nested_layers(backbone):
+        if path:
+            inner.setdefault(layer.name, []).append((path, layer))
+    missing = [name for name in wanted if name not in top_level]
+    reachable = []
+    for name in missing:
+        found = inner.get(name, [])
+        if found and all(
+            _path_is_graph(backbone, path) for path, _ in found
+        ):
+            reachable.append(name)
+    if not reachable:
+        return backbone  # check_taps names what is wrong.
+
+    def call(layer, *args, **kwargs):
+        if _is_graph_model(layer):
+            return _inline(layer, args, call)
+        return layer(*args, **kwargs)
+
+    inputs = keras.tree.map_structure(
+        lambda x: keras.Input(
+            batch_shape=x.shape, dtype=x.dtype, name=producing_layer(x).name
+        ),
+        backbone.input,
+    )
+    outputs = _inline(backbone, (inputs,), call)
+    try:
+        return keras.Model(inputs, outputs, name=backbone.name)
+    except ValueError as error:
+        raise ValueError(
+            f"The nested models of '{backbone.name}' cannot be flattened "
+            "into one graph to tap layers inside them (layer names must be "
+            f"unique across the nesting): {error}. Received: "
+            f"taps={list(taps)!r}"
+        ) from error
+
+
+def _path_is_graph(backbone, path) -> bool:
+    model = backbone
+    for name in path:
+        model = model.get_layer(name)
+        if not _is_graph_model(model):
+            return False
+    return True
+
+
+def _inline(model, args, call):
+    """Calls `model`'s layers one by one on `args` (nested models too)."""
+    inputs = args[0] if len(args) == 1 else list(args)
+    if isinstance(model, keras.Sequential):
+        outputs = inputs
+        for layer in model.layers:
+            outputs = call(layer, outputs)
+        return outputs
+    flat_inputs = keras.tree.flatten(inputs)
+    if len(flat_inputs) == len(keras.tree.flatten(model.input)):
+        # A functional model accepts its inputs in any structure with the
+        # same leaves (keras-hub backbones take a dict {"images": ...}).
+        inputs = keras.tree.pack_sequence_as(model.input, flat_inputs)
+    clone = keras.models.clone_model(
+        model,
+        input_tensors=inputs,
+        clone_function=lambda layer: layer,
+        call_function=call,
+    )
+    return clone.output
 
 
 def backbone_inputs_and_output(backbone):
@@ -104,30 +252,25 @@ def backbone_inputs_and_output(backbone):
 def check_taps(backbone, taps) -> None:
     """Refuses taps that are not distinct layer names of `backbone`, shallow
     to deep."""
-    if isinstance(taps, str) or not isinstance(taps, (list, tuple)) or not taps:
-        raise ValueError(
-            "`taps` must be a non-empty list of layer names, shallow to "
-            f"deep. Received: taps={taps!r}"
-        )
+    check_tap_format(taps)
     layer_names = [layer.name for layer in backbone.layers]
     positions = []
     for tap in taps:
-        if not isinstance(tap, str):
-            raise ValueError(
-                "`taps` must be a list of layer names (str), shallow to "
-                f"deep. Received: taps={list(taps)!r}, with {tap!r} of "
-                f"type {type(tap).__name__}"
-            )
-        if tap not in layer_names:
-            raise ValueError(_unknown_tap_message(backbone, tap, taps))
-        positions.append(layer_names.index(tap))
+        name = tap_name(tap)
+        if name not in layer_names:
+            raise ValueError(_unknown_tap_message(backbone, name, taps))
+        positions.append((layer_names.index(name), _tap_index(tap)))
     if positions != sorted(positions) or len(set(positions)) != len(positions):
         raise ValueError(
             "`taps` must be distinct and ordered shallow to deep (the "
             "order of the backbone's layers). Received: "
             f"taps={list(taps)}; in backbone order they are "
-            f"{[layer_names[p] for p in sorted(set(positions))]}."
+            f"{[layer_names[p] for p, _ in sorted(set(positions))]}."
         )
+
+
+def _tap_index(tap):
+    return tap[1] if isinstance(tap, tuple) else None
 
 
 def _check_num_downsampling(value) -> None:
@@ -153,9 +296,8 @@ def _check_head_block(block, attention) -> None:
         )
 
 
-def _features_width(classifier_layer):
+def _features_width(features):
     """The width of the classifier's input features, or `None`."""
-    features = classifier_layer.input
     if isinstance(features, (list, tuple, dict)):
         return None
     return features.shape[-1]
@@ -163,33 +305,51 @@ def _features_width(classifier_layer):
 
 def _unknown_tap_message(backbone, tap, taps):
     """Why `tap` is not a layer of `backbone`, with what would work."""
-    layer_names = [layer.name for layer in backbone.layers]
     received = f" Received: taps={list(taps)!r}"
-    for layer in backbone.layers:
-        if isinstance(layer, keras.Model) and tap in [
-            inner.name for inner in getattr(layer, "layers", [])
-        ]:
+    for path, layer in nested_layers(backbone):
+        if layer.name != tap or not path:
+            continue
+        opaque = [name for name in path if not _path_is_graph(
+            backbone, path[: path.index(name) + 1])]
+        if opaque:
             return (
-                f"Layer '{tap}' is inside the nested model '{layer.name}' "
-                f"of '{backbone.name}'; taps must be layers of the backbone "
-                f"itself. Pass '{layer.name}' as the backbone (with a "
-                "classifier), or build the backbone without nesting."
-                + received
+                f"Layer '{tap}' is inside the subclassed model "
+                f"'{opaque[0]}' (path {'/'.join(path + (tap,))}), whose "
+                "`call` is Python code, so no graph holds its intermediate "
+                "tensors and no head can be attached to them from outside. "
+                "What works: tap a layer of a functional or Sequential "
+                f"model (at any depth), e.g. '{opaque[0]}' itself or a layer "
+                f"after it; or return the tensor you want from "
+                f"'{opaque[0]}'.call and build the model with the "
+                "functional API and SelfDistillModel(inputs, [heads..., "
+                "logits])." + received
             )
+    layer_names = [
+        layer.name for path, layer in nested_layers(backbone)
+        if not isinstance(layer, keras.layers.InputLayer)
+    ]
     hint = close_matches_hint(tap, layer_names)
     return f"Layer '{tap}' is not in model '{backbone.name}'.{hint}" + received
 
 
 def _tapped_tensor(backbone, tap, taps, ancestors, deepest_layer):
     """The one tensor `tap` makes on the way to the backbone's output."""
+    index = _tap_index(tap)
+    tap = tap_name(tap)
     layer = backbone.get_layer(tap)
     received = f" Received: taps={list(taps)!r}"
-    if isinstance(layer.output, (list, tuple, dict)):
-        shapes = [tuple(t.shape) for t in keras.tree.flatten(layer.output)]
+    layer_outputs = keras.tree.flatten(layer.output)
+    if len(layer_outputs) > 1 and index is None:
+        shapes = [tuple(t.shape) for t in layer_outputs]
         raise ValueError(
             f"Layer '{tap}' has {len(shapes)} outputs (shapes {shapes}), but a "
-            "head needs one tensor. Tap a layer with one output, e.g. the "
-            "layer that consumes the output you want." + received
+            "head needs one tensor. Tap one of them by its index, e.g. "
+            f"taps=[('{tap}', 0)]." + received
+        )
+    if index is not None and index >= len(layer_outputs):
+        raise ValueError(
+            f"Layer '{tap}' has {len(layer_outputs)} output(s), so its "
+            f"output index must be below {len(layer_outputs)}." + received
         )
     if layer is deepest_layer:
         raise ValueError(
@@ -200,7 +360,10 @@ def _tapped_tensor(backbone, tap, taps, ancestors, deepest_layer):
     # Only calls on the path to the output count: a layer first called in
     # another graph (`layer.output` is that call) is tapped where this
     # backbone calls it.
-    calls = [t for t in ancestors if producing_layer(t) is layer]
+    calls = [
+        t for t in ancestors
+        if producing_layer(t) is layer and tensor_output_index(t) == (index or 0)
+    ]
     if not calls:
         raise ValueError(
             f"Layer '{tap}' does not feed the output of '{backbone.name}', so "

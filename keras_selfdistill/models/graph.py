@@ -6,6 +6,21 @@ import keras
 from keras_selfdistill.compat import tensor_parents
 from keras_selfdistill.compat import tensor_producer
 
+#: Layers that pass a classifier's logits on unchanged in meaning: walking
+#: back through them from an output finds the layer that maps features to
+#: classes (keras.applications' MobileNetV3 ends Conv2D "Logits" -> Flatten
+#: -> Activation "Predictions").
+PASS_THROUGH_LAYERS = (
+    keras.layers.Flatten,
+    keras.layers.Reshape,
+    keras.layers.Activation,
+    keras.layers.Dropout,
+    keras.layers.GaussianDropout,
+    keras.layers.GaussianNoise,
+    keras.layers.AlphaDropout,
+    keras.layers.Identity,
+)
+
 
 def producing_layer(tensor):
     """The layer whose call produced the symbolic `tensor`.
@@ -125,3 +140,76 @@ def known_num_classes(student):
     """The student's class count, or `None` (a subclassed student)."""
     outputs = known_outputs(student)
     return outputs[0].shape[-1] if outputs else None
+
+
+def classifier_features(output, features=None):
+    """The features the classifier making `output` reads, and its layer.
+
+    Walks back from `output` through layers that only reshape, activate or
+    drop out (`PASS_THROUGH_LAYERS`) to the layer that maps features to
+    the classes, and returns that call's input: for `Dense(10)(pooled)` the
+    pooled vector, for MobileNetV3's `Conv2D("Logits") -> Flatten` the
+    1024 channels before the 1x1 convolution, never the logits themselves.
+
+    Args:
+        output: a `KerasTensor`, the logits `(batch, num_classes)`.
+        features: str or `None`. The name of the layer whose output are the
+            features, to name them instead of finding them.
+
+    Returns:
+        `(classifier_layer, features_tensor)`; with `features` given,
+        `classifier_layer` is the named layer.
+
+    Raises:
+        ValueError: when the features cannot be found or `features` does
+            not name one tensor on the way to `output`; the message says
+            how to name them.
+    """
+    if features is not None:
+        return _named_features(output, features)
+    layer = producing_layer(output)
+    tensor = output
+    parents = tensor_parents(tensor)
+    while isinstance(layer, PASS_THROUGH_LAYERS) and len(parents) == 1:
+        tensor = parents[0]
+        layer = producing_layer(tensor)
+        parents = tensor_parents(tensor)
+    if len(parents) != 1 or isinstance(parents[0], (list, tuple, dict)):
+        raise ValueError(
+            f"Cannot tell which tensor is the features of the classifier "
+            f"'{layer.name}' (it reads {len(parents)} inputs). Name the "
+            "layer whose output are the features: features='layer_name' "
+            "(pooled to a vector if it has spatial axes), or set "
+            "feature_weight=0."
+        )
+    return layer, parents[0]
+
+
+def _named_features(output, features):
+    if not isinstance(features, str):
+        raise ValueError(
+            "`features` must be the name (str) of the layer whose output "
+            f"are the deepest classifier's features. Received: "
+            f"features={features!r}"
+        )
+    ancestors = ancestor_tensors(output)
+    calls = [t for t in ancestors[1:] if producing_layer(t).name == features]
+    if not calls:
+        names = []
+        for tensor in ancestors[1:]:
+            name = producing_layer(tensor).name
+            if name not in names:
+                names.append(name)
+        raise ValueError(
+            f"`features` must name a layer on the way to the output. "
+            f"Received: features={features!r}; layers on the way: "
+            f"{names[:40]}"
+        )
+    if len(calls) > 1:
+        raise ValueError(
+            f"Layer '{features}' makes {len(calls)} tensors on the way to "
+            "the output (several outputs, or called more than once), so "
+            "which are the features is ambiguous. Name a layer with one "
+            f"output, called once. Received: features={features!r}"
+        )
+    return producing_layer(calls[0]), calls[0]

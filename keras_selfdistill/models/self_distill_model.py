@@ -8,6 +8,7 @@ from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.backbone_heads import attach_heads
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.graph import check_outputs_logits
+from keras_selfdistill.models.graph import classifier_features
 from keras_selfdistill.models.early_exit import early_exit_predictions
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.models.hyperparameters import Hyperparameter
@@ -22,15 +23,8 @@ _GLOBAL_POOLINGS = {
 }
 
 
-def _layer_input_features(layer, name):
-    """The pooled input of a classifier layer: its "feature" vector."""
-    features = layer.input
-    if isinstance(features, (list, tuple, dict)):
-        raise ValueError(
-            f"The classifier layer '{layer.name}' has several inputs, so its "
-            "features for the feature term are ambiguous. Use an "
-            "AuxiliaryHead, or set feature_weight=0."
-        )
+def _pooled_features(features, layer, name):
+    """A classifier's input features as a vector (global-average pooled)."""
     rank = len(features.shape)
     if rank == 2:
         return features
@@ -38,7 +32,8 @@ def _layer_input_features(layer, name):
         return _GLOBAL_POOLINGS[rank](name=f"{name}_feature_pool")(features)
     raise ValueError(
         f"Cannot pool the {rank}-D input of classifier layer '{layer.name}' "
-        "into a feature vector. Use an AuxiliaryHead, or set feature_weight=0."
+        "into a feature vector. Name another layer with features=..., use "
+        "an AuxiliaryHead, or set feature_weight=0."
     )
 
 
@@ -98,6 +93,14 @@ class SelfDistillModel(DistillationBase):
             the paper's, which cost the served classifier up to 5 points on
             some seeds in our tests (`tests/models/test_default_stability.py`,
             `docs/self_distillation.md`). `Distiller` (Hinton's KD) keeps it on.
+        features: str or `None`. Name of the layer whose output are the
+            deepest classifier's features `F_C` (global-average pooled if
+            it has spatial axes). `None` finds them: the input of the layer
+            that maps to the classes, reached from the output through
+            Flatten, Reshape, Activation and Dropout layers (so a
+            `Conv2D(num_classes, 1) -> Flatten` classifier, as in
+            keras.applications' MobileNetV3, gives the features before the
+            1x1 convolution, not the logits). Defaults to `None`.
         **kwargs: base model arguments (`name`, `trainable`, `dtype`).
 
     Example:
@@ -133,6 +136,7 @@ class SelfDistillModel(DistillationBase):
         temperature=3.0,
         feature_weight=0.03,
         scale_by_temperature_squared=False,
+        features=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -159,7 +163,10 @@ class SelfDistillModel(DistillationBase):
                 f"head). Received outputs of layers {self.head_names}."
             )
 
-        training_logits, features = _logits_and_features(outputs, head_layers)
+        self.features = features
+        training_logits, features = _logits_and_features(
+            outputs, head_layers, self.features
+        )
         # The traced graph of every head's logits and features. It is the
         # only tracked sub-model, so weights are saved once.
         self.network = keras.Model(
@@ -250,6 +257,105 @@ class SelfDistillModel(DistillationBase):
             shallow to deep (features before projection).
         """
         return self.network(inputs, training=training)
+
+    # ------------------------------------------------------------------ #
+    # Inspection: the layers inside, as for a functional model.
+    # ------------------------------------------------------------------ #
+
+    def get_layer(self, name=None, index=None):
+        """A layer by name: the backbone's, a head's, or a projection's.
+
+        `keras.Model.get_layer` sees only this model's own attributes (one
+        functional `network`); this also looks inside it, at any depth, so
+        `model.get_layer("conv1")` and `model.get_layer("head_1")` work as
+        on the user's functional model.
+
+        Args:
+            name: str or `None`. The layer's name.
+            index: int or `None`. Index among this model's own layers (as
+                in `keras.Model.get_layer`).
+
+        Returns:
+            A `keras.layers.Layer`.
+        """
+        try:
+            return super().get_layer(name=name, index=index)
+        except ValueError:
+            if name is None:
+                raise
+        layers = self._inner_layers()
+        for layer in layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(
+            f"No such layer: {name}. Existing layers are: "
+            f"{[layer.name for layer in layers]}."
+        )
+
+    def _inner_layers(self):
+        """Every layer of the network (nested ones too) and projections."""
+        found, stack = [], list(reversed(self._heads_graph.layers))
+        stack = list(reversed(self.network.layers)) + stack
+        while stack:
+            layer = stack.pop()
+            if any(layer is other for other in found):
+                continue
+            found.append(layer)
+            if isinstance(layer, keras.Model):
+                stack.extend(reversed(layer.layers))
+        found.extend(p for p in self.feature_projections if p is not None)
+        return found
+
+    def parameter_counts(self):
+        """Parameters of the served backbone, of each head, and their share.
+
+        Returns:
+            A dict: `"backbone"` (parameters on the path to the deepest
+            classifier), `"heads"` (a dict, head name to the parameters
+            only that head uses, its feature projection included), and
+            `"heads_share"` (the heads' parameters over all the model's).
+        """
+        backbone_weights = {id(w) for w in self._backbone_graph.weights}
+        heads = {}
+        for name, projection in zip(self.head_names[:-1], self.feature_projections):
+            head_graph = keras.Model(
+                self._inputs_structure,
+                self._head_outputs[self.head_names.index(name)],
+            )
+            weights = [w for w in head_graph.weights if id(w) not in backbone_weights]
+            if projection is not None:
+                weights += projection.weights
+            heads[name] = int(sum(np.prod(w.shape) for w in weights))
+        backbone = int(sum(np.prod(w.shape) for w in self._backbone_graph.weights))
+        total = backbone + sum(heads.values())
+        return {
+            "backbone": backbone,
+            "heads": heads,
+            "heads_share": sum(heads.values()) / total if total else 0.0,
+        }
+
+    def summary(self, *args, print_fn=None, expand_nested=False, **kwargs):
+        """Prints the network layer by layer, then the heads' parameters.
+
+        The layer table is Keras's summary of the functional network (the
+        backbone's layers and every head; `expand_nested=True` opens nested
+        models), followed by the parameter count of the backbone, of each
+        head and the heads' share. Arguments are `keras.Model.summary`'s.
+        """
+        self.network.summary(
+            *args, print_fn=print_fn, expand_nested=expand_nested, **kwargs
+        )
+        counts = self.parameter_counts()
+        write = print_fn or print
+        lines = [f"Backbone (served by predict): {counts['backbone']:,} parameters"]
+        for name, count in counts["heads"].items():
+            lines.append(f"  {name}: {count:,} parameters")
+        lines.append(
+            f"Heads: {sum(counts['heads'].values()):,} parameters, "
+            f"{100 * counts['heads_share']:.1f}% of the model"
+        )
+        for line in lines:
+            write(line)
 
     # ------------------------------------------------------------------ #
     # Training.
@@ -404,6 +510,7 @@ class SelfDistillModel(DistillationBase):
         temperature=3.0,
         feature_weight=0.03,
         scale_by_temperature_squared=False,
+        features=None,
         **kwargs,
     ):
         """Attaches an `AuxiliaryHead` to named layers of a functional model.
@@ -415,7 +522,15 @@ class SelfDistillModel(DistillationBase):
             backbone: a functional (or built Sequential) `keras.Model` with
                 one output of logits `(batch, num_classes)`.
             taps: list of layer names, shallow to deep. A head named
-                `head_1`, `head_2`, ... goes on each layer's output.
+                `head_1`, `head_2`, ... goes on each layer's output. A name
+                may be that of a layer inside a nested functional or
+                Sequential model at any depth (a keras-hub `Backbone`
+                inside its `ImageClassifier`, a keras.applications model
+                inside your own): the nested models are then called layer by
+                layer in the new model (same layers, same weights). A layer
+                with several outputs is tapped as a `(name, index)` pair,
+                `index` counting its flattened outputs from 0, e.g.
+                `("encoder", 0)`.
             head_width: int or `None`. Width of every head; `None` uses the
                 width of the deepest classifier's features, so no projection
                 is needed for the feature term. Defaults to `None`.
@@ -434,10 +549,26 @@ class SelfDistillModel(DistillationBase):
             temperature: float > 0. See the class docstring.
             feature_weight: float >= 0. See the class docstring.
             scale_by_temperature_squared: bool. See the class docstring.
+            features: str or `None`. Name of the layer whose output are the
+                backbone's features before its classifier; see the class
+                docstring. It also sets the heads' default width. Defaults
+                to `None` (found from the classifier).
             **kwargs: base model arguments (`name`, ...).
 
         Returns:
             A `SelfDistillModel`.
+
+        Example:
+
+        ```python
+        backbone = keras.applications.MobileNetV3Small(
+            input_shape=(32, 32, 3), weights=None, classes=10,
+            classifier_activation=None,
+        )
+        model = SelfDistillModel.from_backbone(
+            backbone, taps=["expanded_conv_2_add", "expanded_conv_7_add"]
+        )
+        ```
         """
         if "head_downsampling" in kwargs:
             raise ValueError(
@@ -452,6 +583,7 @@ class SelfDistillModel(DistillationBase):
             head_num_downsampling,
             head_block,
             head_attention,
+            features=features,
         )
         return cls(
             backbone_inputs,
@@ -460,14 +592,17 @@ class SelfDistillModel(DistillationBase):
             temperature=temperature,
             feature_weight=feature_weight,
             scale_by_temperature_squared=scale_by_temperature_squared,
+            features=features,
             **kwargs,
         )
 
     def get_config(self):
+        _check_layers_rebuild(self._heads_graph)
         return {
             **self.base_config(),
             "graph": keras.saving.serialize_keras_object(self._heads_graph),
             "scale_by_temperature_squared": self.scale_by_temperature_squared,
+            "features": self.features,
         }
 
     @classmethod
@@ -477,15 +612,17 @@ class SelfDistillModel(DistillationBase):
         return cls(graph.input, list(graph.outputs), **config)
 
 
-def _logits_and_features(outputs, head_layers):
+def _logits_and_features(outputs, head_layers, deepest_features=None):
     """Every head's logits and pooled features, from one pass of the graph.
 
     An `AuxiliaryHead`'s two halves are called on its input (same weights),
     so its pooled features and logits come from one pass; any other output
-    is its own logits, with the pooled input of its layer as features.
+    is its own logits, with the pooled input of its classifier as features
+    (found through Flatten/Reshape/Activation/Dropout, or the output of the
+    layer named by `deepest_features` for the deepest head).
     """
     training_logits, features = [], []
-    for output, layer in zip(outputs, head_layers):
+    for index, (output, layer) in enumerate(zip(outputs, head_layers)):
         if isinstance(layer, AuxiliaryHead):
             if layer.output is not output:
                 raise ValueError(
@@ -496,7 +633,42 @@ def _logits_and_features(outputs, head_layers):
             logits = layer.classifier(head_features)
         else:
             logits = output
-            head_features = _layer_input_features(layer, layer.name)
+            named = deepest_features if index == len(outputs) - 1 else None
+            classifier, head_features = classifier_features(output, named)
+            head_features = _pooled_features(head_features, classifier, layer.name)
         training_logits.append(logits)
         features.append(head_features)
     return training_logits, features
+
+
+def _check_layers_rebuild(graph):
+    """Refuses to serialize a graph holding a layer that cannot be rebuilt
+    from its own config.
+
+    Tapping inside a nested model (`from_backbone`) puts its layers in this
+    model's graph one by one. Some libraries' layers only rebuild inside
+    their model's own `from_config` (keras-hub 0.32's ViT and MiT layers
+    return constructor arguments their `__init__` does not take back), and
+    Keras would fail deep inside loading; this names them before saving.
+    """
+    broken = []
+    for layer in graph.layers:
+        if type(layer).__module__.split(".")[0] in ("keras", "keras_selfdistill"):
+            continue
+        try:
+            type(layer).from_config(layer.get_config())
+        except Exception as error:  # Any failure means: cannot be loaded.
+            broken.append(
+                f"'{layer.name}' ({type(layer).__module__}."
+                f"{type(layer).__name__}: {type(error).__name__})"
+            )
+    if broken:
+        raise ValueError(
+            f"This model cannot be saved to a `.keras` file: layer(s) "
+            f"{', '.join(broken)} cannot be rebuilt from their own config "
+            "(they load only inside the model that defined them, and a "
+            "head tapped inside that model takes them out of it). Save the "
+            "weights instead, `model.save_weights('model.weights.h5')`, and "
+            "rebuild with the same `from_backbone(...)` call before "
+            "`load_weights`; or tap a layer outside that nested model."
+        )
