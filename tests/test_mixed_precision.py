@@ -117,3 +117,41 @@ def test_ema_teacher_averages_at_float32_precision_under_mixed_float16(digits):
     for actual, expected in zip(teacher, averages):
         assert actual.dtype == np.float32
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-7)
+
+
+def backbone_with_float32_logits():
+    """Keras's advice for mixed precision: the output layer in float32."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="stage1")(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", name="stage2")(x)
+    pooled = keras.layers.GlobalAveragePooling2D()(x)
+    logits = keras.layers.Dense(10, dtype="float32", name="logits")(pooled)
+    return keras.Model(inputs, logits)
+
+
+@pytest.mark.parametrize("user_logits", ["float32", "policy"])
+def test_head_logits_follow_the_users_output_dtype(policy, user_logits, tmp_path):
+    from keras_selfdistill import SelfDistillModel
+    from keras_selfdistill import testing
+
+    if user_logits == "float32":
+        backbone = backbone_with_float32_logits()
+    else:
+        backbone = FAMILIES["SelfDistillModel"]().export_backbone()
+        backbone = keras.Model(backbone.input, backbone.output)
+    output_dtype = keras.backend.standardize_dtype(backbone.output.dtype)
+    taps = ["stage1"] if user_logits == "float32" else [
+        layer.name for layer in backbone.layers
+        if isinstance(layer, keras.layers.Conv2D)
+    ][:1]
+    model = SelfDistillModel.from_backbone(backbone, taps=taps)
+    images = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype("float32")
+    logits = model.head_outputs(images)["logits"]
+    dtypes = [keras.backend.standardize_dtype(x.dtype) for x in logits]
+    assert dtypes == [output_dtype, output_dtype]
+    head = model.get_layer("head_1")
+    # The head's blocks still compute in half precision.
+    assert head.bottleneck.compute_dtype == policy.compute_dtype
+    if user_logits == "float32":
+        restored = testing.run_model_saving_test(model, images, atol=1e-2)
+        assert restored.get_layer("head_1").classifier.compute_dtype == "float32"
