@@ -5,6 +5,8 @@ import keras
 from keras_selfdistill import losses
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
+from keras_selfdistill.models.keras_distillation import check_label_loss
+from keras_selfdistill.models.keras_distillation import translate_keras_arguments
 from keras_selfdistill.models.graph import check_outputs_logits
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_non_negative
@@ -268,20 +270,37 @@ class Distiller(DistillationBase):
             with one logits output `(batch, num_classes)`.
         student: a built functional or Sequential `keras.Model` with the same
             inputs and number of classes, outputting logits.
-        alpha: float in [0, 1]. Weight of the teacher term. Like
+        alpha: float in [0, 1] or `None`. Weight of the teacher term. Like
             `temperature` and `feature_weight` it is held in a non-trainable
             variable, so `distiller.alpha = 0.5` works between steps of a
-            compiled `fit` (schedules). Defaults to `0.9`.
-        temperature: float > 0. Softmax temperature `T`. Defaults to `4.0`.
+            compiled `fit` (schedules). `None` means `0.9`, or
+            `1 - student_loss_weight` with Keras's arguments. Defaults to
+            `None`.
+        temperature: float > 0 or `None`. Softmax temperature `T`. `None`
+            means `4.0`, or the `LogitsDistillation`'s. Defaults to `None`.
         feature_pairs: list of `(teacher_layer_name, student_layer_name)`
             pairs for hint losses, or `None` for logits only. Each pair's
             outputs must have the same shape except the last axis. Defaults
             to `None`.
-        feature_weight: float >= 0. Weight of the hint term. Defaults to
-            `1.0`.
+        feature_weight: float >= 0 or `None`. Weight of the hint term.
+            `None` means `1.0`. Defaults to `None`.
         scale_by_temperature_squared: bool. Multiply the KL term by `T^2` so
             its gradients keep the cross-entropy's scale at any temperature
             (Hinton et al., section 2). Defaults to `True`.
+        distillation_losses: `keras.distillation.LogitsDistillation`, or a
+            list of it and `FeatureDistillation`s, as for
+            `keras.distillation.Distiller`; translated at construction to
+            `temperature`, `feature_pairs` and `feature_weight` (exactly the
+            same objective, with the KL taken of the softened probabilities
+            times `T^2` and `sample_weight` honoured). Arguments without an
+            exact counterpart raise an error showing the translation
+            (docs/migrating_from_keras_distillation.md). Defaults to `None`.
+        distillation_loss_weights: list of floats or `None`. Keras's weights
+            of `distillation_losses`. Defaults to `None` (all 1).
+        student_loss_weight: float in [0, 1] or `None`. Keras's weight of
+            the labels: `alpha = 1 - student_loss_weight`. With
+            `distillation_losses` and neither this nor `alpha`, Keras's
+            default `0.5` applies. Defaults to `None`.
         **kwargs: base model arguments (`name`, `trainable`, `dtype`).
 
     Example:
@@ -331,15 +350,36 @@ class Distiller(DistillationBase):
         self,
         teacher,
         student,
-        alpha: float = 0.9,
-        temperature: float = 4.0,
+        alpha=None,
+        temperature=None,
         feature_pairs=None,
-        feature_weight: float = 1.0,
+        feature_weight=None,
         scale_by_temperature_squared: bool = True,
+        distillation_losses=None,
+        distillation_loss_weights=None,
+        student_loss_weight=None,
         **kwargs,
     ):
         kwargs.setdefault("name", "distiller")
         super().__init__(**kwargs)
+        translated = translate_keras_arguments(
+            distillation_losses,
+            distillation_loss_weights,
+            student_loss_weight,
+            alpha,
+            temperature,
+            feature_pairs,
+            feature_weight,
+        )
+        alpha = 0.9 if translated["alpha"] is None else translated["alpha"]
+        temperature = (
+            4.0 if translated["temperature"] is None else translated["temperature"]
+        )
+        feature_pairs = translated["feature_pairs"]
+        feature_weight = (
+            1.0 if translated["feature_weight"] is None
+            else translated["feature_weight"]
+        )
         teacher_logits, student_logits = _check_teacher_and_student(
             teacher, student
         )
@@ -600,6 +640,24 @@ class Distiller(DistillationBase):
     # ------------------------------------------------------------------ #
     # Serialization.
     # ------------------------------------------------------------------ #
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Configures training, as `keras.Model.compile`.
+
+        `loss` may be `None` or repeat the label term the Distiller already
+        has, `keras.losses.SparseCategoricalCrossentropy(from_logits=True)`
+        (or `CategoricalCrossentropy(from_logits=True)`), as code written
+        for `keras.distillation.Distiller` passes it; anything else is
+        refused, since the objective is set by the constructor.
+
+        Args:
+            optimizer: optimizer name or instance.
+            loss: `None` or the cross-entropy from logits (see above).
+            **kwargs: the other `compile` arguments (`metrics`, ...).
+        """
+        if loss is not None:
+            check_label_loss(loss)
+        super().compile(optimizer=optimizer, **kwargs)
 
     def get_config(self):
         return {
