@@ -664,6 +664,39 @@ BAD_INPUTS = [
         "shapes [(None, 8, 8, 1)]",
     ),
     BadInput(
+        "Distiller", "both alpha and keras.distillation's student_loss_weight",
+        lambda tmp: Distiller(mlp("t"), mlp("s"), alpha=0.5, student_loss_weight=0.5),
+        ValueError, "alpha = 1 - student_loss_weight",
+        "Received: alpha=0.5, student_loss_weight=0.5",
+    ),
+    BadInput(
+        "Distiller", "a LogitsDistillation weighted other than 1",
+        lambda tmp: Distiller(
+            mlp("t"), mlp("s"),
+            distillation_losses=keras.distillation.LogitsDistillation(),
+            distillation_loss_weights=[2.0], student_loss_weight=0.5,
+        ),
+        ValueError, "1.5 times Distiller's with alpha=0.666667",
+        "Received: distillation_loss_weights=[2.0], student_loss_weight=0.5",
+    ),
+    BadInput(
+        "Distiller", "a LogitsDistillation with another loss than the KL",
+        lambda tmp: Distiller(
+            mlp("t"), mlp("s"),
+            distillation_losses=keras.distillation.LogitsDistillation(loss="mse"),
+        ),
+        ValueError, "KL divergence of the softened predictions",
+        "Received: LogitsDistillation(loss=",
+    ),
+    BadInput(
+        "Distiller", "compile(loss=...) other than cross-entropy from logits",
+        lambda tmp: Distiller(mlp("t"), mlp("s")).compile(
+            optimizer="adam", loss="sparse_categorical_crossentropy"
+        ),
+        ValueError, "SparseCategoricalCrossentropy(from_logits=True)",
+        "Received: loss='sparse_categorical_crossentropy'",
+    ),
+    BadInput(
         "Distiller", "a teacher ending in softmax",
         lambda tmp: Distiller(mlp("soft_teacher", activation="softmax"), mlp("s")),
         ValueError, "distillation needs logits",
@@ -1403,6 +1436,9 @@ BAD_INPUTS = [
             "Received: loss='sparse_categorical_crossentropy'",
         )
         for name, make in {**MODELS, **HEADFREE_MODELS}.items()
+        # Distiller takes the loss keras.distillation code passes (its own
+        # label term) and refuses the rest: a row of its own.
+        if name != "Distiller"
     ],
     BadInput(
         "SelfDistillModel.compile", "metrics as a dict",
