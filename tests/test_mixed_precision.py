@@ -136,6 +136,9 @@ def test_head_logits_follow_the_users_output_dtype(policy, user_logits, tmp_path
 
     if user_logits == "float32":
         backbone = backbone_with_float32_logits()
+    elif keras.backend.backend() != "tensorflow":
+        pytest.skip("the policy-following case is backend-independent: run "
+                    "once, in the TensorFlow pass")
     else:
         backbone = FAMILIES["SelfDistillModel"]().export_backbone()
         backbone = keras.Model(backbone.input, backbone.output)
