@@ -37,6 +37,10 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
+from keras_selfdistill import EMATeacher
+from keras_selfdistill import MutualLearning
+from keras_selfdistill import SelfEnsembleTeacher
+
 #: Flag a run when training accuracy in inference mode and in training mode
 #: differ by more than this (fraction). Augmentation alone moves them by a few
 #: points; the BatchNormalization trap moves them by tens of points.
@@ -290,11 +294,25 @@ def train(model, recipe: Recipe, x_train, y_train, seed: int, arm: Optional[Arm]
     return curve
 
 
+def component_models(model) -> dict:
+    """Models inside an arm scored besides what it serves: each peer of a
+    `MutualLearning` (which serves their ensemble), the teacher of a momentum
+    or self-ensemble teacher (which serves the student)."""
+    if isinstance(model, MutualLearning):
+        return {name: model.peer(name) for name in model.peer_names}
+    if isinstance(model, (EMATeacher, SelfEnsembleTeacher)):
+        return {"teacher": model.export_teacher()}
+    return {}
+
+
 def evaluate(model, x, y, batch_size: int = 500) -> dict:
-    """Test metrics of the final weights; per head and ensemble for SD models."""
+    """Test metrics of the final weights; per head and ensemble for SD
+    models, per peer (or student) for the online and temporal teachers."""
     if not is_self_distilled(model):
-        logits = model.predict(x, batch_size=batch_size, verbose=0)
-        return dict(served=_scores(logits, y))
+        scores = dict(served=_scores(model.predict(x, batch_size=batch_size, verbose=0), y))
+        for name, component in component_models(model).items():
+            scores[name] = _scores(component.predict(x, batch_size=batch_size, verbose=0), y)
+        return scores
     heads = model.predict_heads(x, batch_size=batch_size, verbose=0)
     # The deepest head is the served model: reported once, as "served".
     scores = dict(served=_scores(heads[-1], y))
@@ -505,7 +523,9 @@ def _per_seed_table(results: dict) -> list:
 
 #: Paired comparisons between arms other than the baseline, shown when present.
 COMPARISONS = (("sd", "heads_ce"), ("sd ensemble", "sd"),
-               ("sd ensemble", "heads_ce ensemble"), ("heads_ce ensemble", "heads_ce"))
+               ("sd ensemble", "heads_ce ensemble"), ("heads_ce ensemble", "heads_ce"),
+               ("ema_teacher teacher", "ema_teacher"),
+               ("mutual_learning", "mutual_learning peer1"))
 
 
 def _comparison_lines(results: dict, comparisons) -> list:
