@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from headfree_arms import headfree_arms  # noqa: E402
+from online_arms import online_arms  # noqa: E402
 
 from keras_selfdistill import SelfDistillModel  # noqa: E402
 
@@ -182,7 +183,8 @@ def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 
     `sd_byot_heads` (`sd` with the authors' head blocks), and the head-free
     `label_smoothing`, `tf_kd` (teacher-free KD), `cs_kd` (class-wise
     self-distillation), `ps_kd` (needs `num_samples` and `epochs`) and `dlb`
-    (batches of `2 * batch_size`, half of them repeated)."""
+    (batches of `2 * batch_size`, half of them repeated), and the online and
+    temporal teachers `mutual_learning` (two peers) and `ema_teacher`."""
     def plain():
         return cifar_resnet(width, blocks_per_stage)
 
@@ -201,7 +203,8 @@ def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 
 
     return dict(plain=plain, heads_ce=heads_ce, sd=sd, sd_byot_heads=sd_byot_heads,
                 **headfree_arms(plain, num_samples=num_samples, epochs=epochs,
-                                batch_size=batch_size))
+                                batch_size=batch_size),
+                **online_arms(plain))
 
 
 # ---------------------------------------------------------------------- #

@@ -58,6 +58,8 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--arms", default="plain,heads_ce,sd",
                         help="comma-separated; also label_smoothing, tf_kd, cs_kd, ps_kd, dlb")
+    parser.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                        help="constant: the common Keras recipe, a no-harm check only")
     args = parser.parse_args(argv)
     data = demo.load_data(args.train_samples)
     if args.smoke:
@@ -66,7 +68,8 @@ def main(argv=None):
         args.seeds, args.epochs, args.width, args.batch_size = min(args.seeds, 2), 1, 4, 16
     recipe = harness.Recipe(epochs=args.epochs, batch_size=args.batch_size, optimizer="adam",
                             learning_rate=args.learning_rate, weight_decay=0.0,
-                            train_eval_samples=2000, run_eagerly=args.smoke)
+                            train_eval_samples=2000, run_eagerly=args.smoke,
+                            schedule=args.schedule)
     settings = dict(
         data=f"Fashion-MNIST, first {len(data[0][0])} training images, "
              f"official test split ({len(data[1][0])} images)",

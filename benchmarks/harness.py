@@ -37,6 +37,10 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
+from keras_selfdistill import EMATeacher
+from keras_selfdistill import MutualLearning
+from keras_selfdistill import SelfEnsembleTeacher
+
 #: Flag a run when training accuracy in inference mode and in training mode
 #: differ by more than this (fraction). Augmentation alone moves them by a few
 #: points; the BatchNormalization trap moves them by tens of points.
@@ -140,6 +144,10 @@ class Recipe:
         train_eval_samples: int. Size of the fixed, evenly spaced training
             subset on which accuracy is measured in inference mode.
         run_eagerly: bool. Skip tracing (for smoke runs of a few steps).
+        schedule: `"cosine"` (decay to 0 over all steps: every accuracy
+            claim) or `"constant"` (the learning rate most Keras users keep:
+            only for checking that a method does no harm in that recipe; the
+            final iterate is noisy, so such a table needs many seeds).
     """
 
     epochs: int
@@ -151,12 +159,14 @@ class Recipe:
     augment: Optional[Callable] = None
     train_eval_samples: int = 2000
     run_eagerly: bool = False
+    schedule: str = "cosine"
 
     def describe(self) -> dict:
         """The recipe as JSON-ready settings (the augmentation by name)."""
         settings = dict(self.__dict__)
         settings["augment"] = getattr(self.augment, "__name__", None)
-        settings["schedule"] = "cosine decay to 0 over all steps"
+        settings["schedule"] = ("cosine decay to 0 over all steps" if self.schedule == "cosine"
+                                else "constant learning rate (no claim: a no-harm check)")
         return settings
 
 
@@ -166,8 +176,13 @@ def cosine_schedule(learning_rate: float, total_steps: int):
 
 
 def make_optimizer(recipe: Recipe, total_steps: int):
-    """SGD+momentum or Adam with a cosine learning rate that reaches 0."""
-    schedule = cosine_schedule(recipe.learning_rate, total_steps)
+    """SGD+momentum or Adam with a cosine learning rate that reaches 0 (or
+    a constant one, `recipe.schedule="constant"`)."""
+    if recipe.schedule not in ("cosine", "constant"):
+        raise ValueError("schedule must be 'cosine' or 'constant'. "
+                         f"Received: schedule={recipe.schedule}")
+    schedule = (cosine_schedule(recipe.learning_rate, total_steps)
+                if recipe.schedule == "cosine" else recipe.learning_rate)
     if recipe.optimizer == "sgd":
         return keras.optimizers.SGD(schedule, momentum=recipe.momentum)
     if recipe.optimizer == "adam":
@@ -290,11 +305,25 @@ def train(model, recipe: Recipe, x_train, y_train, seed: int, arm: Optional[Arm]
     return curve
 
 
+def component_models(model) -> dict:
+    """Models inside an arm scored besides what it serves: each peer of a
+    `MutualLearning` (which serves their ensemble), the teacher of a momentum
+    or self-ensemble teacher (which serves the student)."""
+    if isinstance(model, MutualLearning):
+        return {name: model.peer(name) for name in model.peer_names}
+    if isinstance(model, (EMATeacher, SelfEnsembleTeacher)):
+        return {"teacher": model.export_teacher()}
+    return {}
+
+
 def evaluate(model, x, y, batch_size: int = 500) -> dict:
-    """Test metrics of the final weights; per head and ensemble for SD models."""
+    """Test metrics of the final weights; per head and ensemble for SD
+    models, per peer (or student) for the online and temporal teachers."""
     if not is_self_distilled(model):
-        logits = model.predict(x, batch_size=batch_size, verbose=0)
-        return dict(served=_scores(logits, y))
+        scores = dict(served=_scores(model.predict(x, batch_size=batch_size, verbose=0), y))
+        for name, component in component_models(model).items():
+            scores[name] = _scores(component.predict(x, batch_size=batch_size, verbose=0), y)
+        return scores
     heads = model.predict_heads(x, batch_size=batch_size, verbose=0)
     # The deepest head is the served model: reported once, as "served".
     scores = dict(served=_scores(heads[-1], y))
@@ -505,7 +534,9 @@ def _per_seed_table(results: dict) -> list:
 
 #: Paired comparisons between arms other than the baseline, shown when present.
 COMPARISONS = (("sd", "heads_ce"), ("sd ensemble", "sd"),
-               ("sd ensemble", "heads_ce ensemble"), ("heads_ce ensemble", "heads_ce"))
+               ("sd ensemble", "heads_ce ensemble"), ("heads_ce ensemble", "heads_ce"),
+               ("ema_teacher teacher", "ema_teacher"),
+               ("mutual_learning", "mutual_learning peer1"))
 
 
 def _comparison_lines(results: dict, comparisons) -> list:

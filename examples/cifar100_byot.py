@@ -116,6 +116,9 @@ def build_model(num_classes, args):
         alpha=args.alpha,
         temperature=args.temperature,
         feature_weight=args.feature_weight,
+        # The paper's lambda weights the squared norm, summed over the
+        # feature dimensions (the library's default averages them).
+        feature_reduction="sum",
         scale_by_temperature_squared=args.temperature_squared,
         name="resnet18_byot",
     )

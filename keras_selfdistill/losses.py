@@ -21,6 +21,7 @@ import math
 import keras
 from keras import ops
 
+from keras_selfdistill.validation import check_choice
 from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_number
 from keras_selfdistill.validation import check_positive
@@ -320,9 +321,10 @@ def self_distillation_loss(
     head_features=None,
     alpha=0.3,
     temperature=3.0,
-    feature_weight=0.03,
+    feature_weight=2.0,
     sample_weight=None,
     scale_by_temperature_squared: bool = False,
+    feature_reduction: str = "mean",
 ):
     """Be Your Own Teacher: the deepest classifier teaches the shallower ones.
 
@@ -331,9 +333,11 @@ def self_distillation_loss(
 
     `L = CE(y, z_C) + sum_{i<C} [ (1 - alpha) * CE(y, z_i)
          + alpha * s * KL(softmax(z_C/T) || softmax(z_i/T))
-         + feature_weight * ||F_i - F_C||^2 ]`
+         + feature_weight * d(F_i, F_C) ]`
 
-    with `s = T^2` when `scale_by_temperature_squared` (Hinton's scaling)
+    with `d` the squared distance averaged over the feature dimensions
+    (`feature_reduction="mean"`) or summed (`"sum"`, the paper's
+    `||F_i - F_C||^2`), `s = T^2` when `scale_by_temperature_squared` (Hinton's scaling)
     and `s = 1` otherwise (the paper's equation, and `SelfDistillModel`'s
     default), each term averaged over the batch (`weighted_batch_mean`). The deepest
     head learns from the labels only; its logits and features are targets
@@ -350,10 +354,15 @@ def self_distillation_loss(
         alpha: float in [0, 1] or scalar tensor. Defaults to `0.3`.
         temperature: float > 0 or scalar tensor. Defaults to `3.0`.
         feature_weight: float >= 0 or scalar tensor (lambda in the paper).
-            Defaults to `0.03`.
+            Defaults to `2.0`, as `SelfDistillModel` (the paper's 0.03 with
+            `feature_reduction="sum"` on 64-wide features).
         sample_weight: optional tensor `(batch,)`.
         scale_by_temperature_squared: bool. Multiply the KL by `T^2`.
             Defaults to `False`, as `SelfDistillModel`.
+        feature_reduction: `"mean"` or `"sum"`: the feature distance averaged
+            over the feature dimensions or summed over them (the paper's
+            `||.||^2`; see `feature_distance`). Defaults to `"mean"`, as
+            `SelfDistillModel`.
 
     Returns:
         A dict of float32 scalars: `"total"`, and the batch-averaged sums over
@@ -383,6 +392,7 @@ def self_distillation_loss(
         )
     _check_python_number(check_unit_interval, "alpha", alpha)
     _check_python_number(check_non_negative, "feature_weight", feature_weight)
+    check_choice("feature_reduction", feature_reduction, ("sum", "mean"))
     alpha = _as_float32(alpha)
     teacher_logits = head_logits[-1]
     deepest_ce = cross_entropy(labels, teacher_logits)
@@ -407,7 +417,7 @@ def self_distillation_loss(
         total_kl = total_kl + terms["distillation"]
         if use_features:
             distance = feature_distance(
-                head_features[index], head_features[-1]
+                head_features[index], head_features[-1], feature_reduction
             )
             total_feature = total_feature + distance
     if use_features:

@@ -57,6 +57,14 @@ def check_integer(name, value, minimum) -> None:
         )
 
 
+def check_choice(name, value, choices) -> None:
+    """`value` must be one of `choices` (a tuple of allowed values)."""
+    if isinstance(value, bool) or value not in choices:
+        raise ValueError(
+            f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}"
+        )
+
+
 def close_matches_hint(name, names, limit: int = 40) -> str:
     """The end of an "unknown name" message: close matches, else the names.
 

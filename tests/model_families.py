@@ -50,7 +50,7 @@ def self_distill_model(head_batch_norm=True):
         keras.layers.GlobalAveragePooling2D()(x3)
     )
     return SelfDistillModel(
-        inputs, [head_1, head_2, logits], feature_weight=0.03, alpha=0.5,
+        inputs, [head_1, head_2, logits], feature_weight=2.0, alpha=0.5,
         temperature=3.0,
     )
 

@@ -32,12 +32,13 @@ def numpy_softened_kl(teacher_logits, student_logits, temperature, squared=True)
     return kl * temperature**2 if squared else kl
 
 
-def numpy_feature_distance(student_features, teacher_features):
-    """Per-sample squared L2 distance."""
+def numpy_feature_distance(student_features, teacher_features, reduction="sum"):
+    """Per-sample squared L2 distance (`"mean"`: divided by the width)."""
     difference = np.asarray(student_features, "float64") - np.asarray(
         teacher_features, "float64"
     )
-    return (difference.reshape(len(difference), -1) ** 2).sum(axis=-1)
+    squared = difference.reshape(len(difference), -1) ** 2
+    return squared.mean(axis=-1) if reduction == "mean" else squared.sum(axis=-1)
 
 
 def numpy_self_distillation_loss(
@@ -49,13 +50,15 @@ def numpy_self_distillation_loss(
     feature_weight,
     sample_weight=None,
     squared=False,
+    feature_reduction="mean",
 ):
     """Be Your Own Teacher's total loss, written out term by term.
 
     Returns:
         A float: the batch mean (weighted as Keras does) of
         `CE(y, z_C) + sum_{i<C} (1-a) CE(y, z_i) + a T^2 KL(z_C || z_i)
-        + lambda ||F_i - F_C||^2`.
+        + lambda d(F_i, F_C)`, `d` the squared distance averaged (or summed)
+        over the feature dimensions.
     """
     deepest = head_logits[-1]
     per_sample = numpy_cross_entropy(labels, deepest)
@@ -66,7 +69,7 @@ def numpy_self_distillation_loss(
         )
         if head_features is not None:
             per_sample = per_sample + feature_weight * numpy_feature_distance(
-                head_features[index], head_features[-1]
+                head_features[index], head_features[-1], feature_reduction
             )
     if sample_weight is not None:
         per_sample = per_sample * np.asarray(sample_weight).reshape(-1)

@@ -634,6 +634,12 @@ BAD_INPUTS = [
         ValueError, "`feature_weight` must be >= 0", "Received: feature_weight=-0.5",
     ),
     BadInput(
+        "SelfDistillModel", "an unknown feature_reduction",
+        lambda tmp: self_distill(feature_reduction="max"),
+        ValueError, "`feature_reduction` must be one of ['sum', 'mean']",
+        "Received: feature_reduction='max'",
+    ),
+    BadInput(
         "SelfDistillModel", "feature_weight NaN",
         lambda tmp: self_distill(feature_weight=float("nan")),
         ValueError, "`feature_weight` must be >= 0", "Received: feature_weight=nan",
@@ -1725,6 +1731,14 @@ BAD_INPUTS = [
         "losses.self_distillation_loss", "one head",
         lambda tmp: losses.self_distillation_loss(LABELS[:2] % 3, [np.zeros((2, 3))]),
         ValueError, "needs at least 2 heads", "Received: 1 head(s)",
+    ),
+    BadInput(
+        "losses.self_distillation_loss", "an unknown feature_reduction",
+        lambda tmp: losses.self_distillation_loss(
+            LABELS[:2] % 3, [np.zeros((2, 3))] * 2, [np.zeros((2, 4))] * 2,
+            feature_reduction="none"),
+        ValueError, "`feature_reduction` must be one of ['sum', 'mean']",
+        "Received: feature_reduction='none'",
     ),
     BadInput(
         "losses.self_distillation_loss", "negative feature_weight",

@@ -55,6 +55,16 @@ def test_cosine_schedule_ends_at_zero():
     assert float(schedule(10)) == pytest.approx(0.0, abs=1e-8)
 
 
+def test_a_constant_schedule_keeps_the_learning_rate_and_says_so():
+    recipe = harness.Recipe(epochs=1, optimizer="adam", learning_rate=1e-3,
+                            schedule="constant")
+    optimizer = harness.make_optimizer(recipe, total_steps=10)
+    assert float(optimizer.learning_rate) == pytest.approx(1e-3)
+    assert "no claim" in recipe.describe()["schedule"]
+    with pytest.raises(ValueError, match="Received: schedule=linear"):
+        harness.make_optimizer(harness.Recipe(epochs=1, schedule="linear"), 10)
+
+
 def _run(arm, seed, accuracy, flag=False):
     scores = dict(accuracy=accuracy, nll=1.0, ece=0.05)
     return dict(arm=arm, seed=seed, test=dict(served=scores),
@@ -156,6 +166,23 @@ def test_cifar10_smoke_runs_every_arm(tmp_path):
     assert set(sd_run["test"]) == {"served", "head_1", "head_2", "ensemble"}
     page = markdown.read_text()
     assert "| sd ensemble |" in page and "--smoke" in page
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="backend-independent; runs in the TensorFlow pass")
+def test_cifar10_smoke_scores_each_peer_and_the_momentum_teacher(tmp_path):
+    import cifar10_evidence
+
+    archive = tmp_path / "cifar.npz"
+    _synthetic_archive(archive)
+    output, markdown = tmp_path / "result.json", tmp_path / "result.md"
+    cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
+                           "--arms", "plain,mutual_learning,ema_teacher",
+                           "--output", str(output), "--markdown", str(markdown)])
+    runs = {run["arm"]: run for run in json.loads(output.read_text())["runs"]}
+    assert set(runs["mutual_learning"]["test"]) == {"served", "peer1", "peer2"}
+    assert set(runs["ema_teacher"]["test"]) == {"served", "teacher"}
+    assert "| ema_teacher teacher − ema_teacher |" in markdown.read_text()
 
 
 def test_an_arm_with_its_own_inputs_gets_the_epoch_order_and_the_recipe():

@@ -175,6 +175,27 @@ def test_self_distillation_loss_matches_numpy(batch, rng, use_weights):
     assert as_numpy(terms["total"]) == pytest.approx(expected, rel=1e-5)
 
 
+def test_self_distillation_loss_mean_feature_reduction_divides_by_the_width(batch):
+    # The default reduction; "sum" is the paper's squared norm.
+    terms = losses.self_distillation_loss(
+        batch["labels"], batch["logits"], batch["features"],
+        alpha=0.3, temperature=3.0, feature_weight=2.0, feature_reduction="mean",
+    )
+    expected = numpy_references.numpy_self_distillation_loss(
+        batch["labels"], batch["logits"], batch["features"], 0.3, 3.0, 2.0,
+        feature_reduction="mean",
+    )
+    assert as_numpy(terms["total"]) == pytest.approx(expected, rel=1e-5)
+    width = batch["features"][-1].shape[-1]
+    summed = losses.self_distillation_loss(
+        batch["labels"], batch["logits"], batch["features"], 0.3, 3.0, 2.0,
+        feature_reduction="sum",
+    )
+    assert as_numpy(terms["feature"]) == pytest.approx(
+        as_numpy(summed["feature"]) / width, rel=1e-5
+    )
+
+
 def test_self_distillation_terms_add_up_to_the_total(batch):
     alpha, weight = 0.4, 0.1
     terms = {

@@ -12,6 +12,7 @@ from keras_selfdistill.models.graph import classifier_features
 from keras_selfdistill.models.early_exit import early_exit_predictions
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.models.hyperparameters import Hyperparameter
+from keras_selfdistill.validation import check_choice
 from keras_selfdistill.validation import check_non_negative
 from keras_selfdistill.validation import check_positive
 from keras_selfdistill.validation import check_unit_interval
@@ -49,7 +50,7 @@ class SelfDistillModel(DistillationBase):
 
     `L = CE(y, z_C) + sum_{i<C} [ (1 - alpha) * CE(y, z_i)
          + alpha * [T^2] * KL(softmax(z_C/T) || softmax(z_i/T))
-         + feature_weight * ||P_i(F_i) - F_C||^2 ]`
+         + feature_weight * mean_d (P_i(F_i) - F_C)^2 ]`
 
     where `P_i` is a learned linear projection to the deepest head's feature
     width (only for heads whose width differs), and the deepest logits and
@@ -84,7 +85,9 @@ class SelfDistillModel(DistillationBase):
         temperature: float > 0. Softmax temperature of the distillation term.
             Defaults to `3.0` (the paper's).
         feature_weight: float >= 0. Weight (lambda) of the feature term.
-            Defaults to `0.03` (the paper's).
+            Defaults to `2.0`: with `feature_reduction="mean"`, the paper's
+            0.03 on a 64-wide deepest feature vector (0.03 x 64 = 1.92), for
+            any width (`docs/results/feature_term_share.md`).
         scale_by_temperature_squared: bool. Multiply the distillation term by
             `T^2` (Hinton et al., 2015), which keeps its gradient on the
             cross-entropy's scale at any temperature. Defaults to `False`:
@@ -93,6 +96,15 @@ class SelfDistillModel(DistillationBase):
             the paper's, which cost the served classifier up to 5 points on
             some seeds in our tests (`tests/models/test_default_stability.py`,
             `docs/self_distillation.md`). `Distiller` (Hinton's KD) keeps it on.
+        feature_reduction: `"mean"` or `"sum"`: the squared feature distance
+            averaged over the feature dimensions, so a weight means the same
+            on a 64-wide toy CNN and a 2,048-wide ResNet50V2, or summed over
+            them, the paper's `||.||^2` (with `feature_weight=0.03`, its
+            lambda). Summed, the term is 85-91 % of the loss on
+            keras.applications backbones at initialisation; averaged, 22-32 %
+            on every backbone measured (`benchmarks/feature_term_share.py`).
+            Defaults to `"mean"`. Models saved before this argument existed
+            load with `"sum"`, the reduction they were trained with.
         features: str or `None`. Name of the layer whose output are the
             deepest classifier's features `F_C` (global-average pooled if
             it has spatial axes). `None` finds them: the input of the layer
@@ -134,12 +146,14 @@ class SelfDistillModel(DistillationBase):
         outputs,
         alpha=0.3,
         temperature=3.0,
-        feature_weight=0.03,
+        feature_weight=2.0,
         scale_by_temperature_squared=False,
+        feature_reduction="mean",
         features=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        check_choice("feature_reduction", feature_reduction, ("sum", "mean"))
         if not isinstance(outputs, (list, tuple)) or len(outputs) < 2:
             count = len(outputs) if isinstance(outputs, (list, tuple)) else 1
             raise ValueError(
@@ -151,6 +165,7 @@ class SelfDistillModel(DistillationBase):
         self.temperature = temperature
         self.feature_weight = feature_weight
         self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
+        self.feature_reduction = feature_reduction
 
         outputs = list(outputs)
         head_layers = [producing_layer(output) for output in outputs]
@@ -396,6 +411,7 @@ class SelfDistillModel(DistillationBase):
             alpha=self.alpha,
             temperature=self.temperature,
             feature_weight=self.feature_weight,
+            feature_reduction=self.feature_reduction,
             sample_weight=sample_weight,
             scale_by_temperature_squared=self.scale_by_temperature_squared,
         )
@@ -508,8 +524,9 @@ class SelfDistillModel(DistillationBase):
         head_attention=False,
         alpha=0.3,
         temperature=3.0,
-        feature_weight=0.03,
+        feature_weight=2.0,
         scale_by_temperature_squared=False,
+        feature_reduction="mean",
         features=None,
         **kwargs,
     ):
@@ -549,6 +566,7 @@ class SelfDistillModel(DistillationBase):
             temperature: float > 0. See the class docstring.
             feature_weight: float >= 0. See the class docstring.
             scale_by_temperature_squared: bool. See the class docstring.
+            feature_reduction: `"mean"` or `"sum"`. See the class docstring.
             features: str or `None`. Name of the layer whose output are the
                 backbone's features before its classifier; see the class
                 docstring. It also sets the heads' default width. Defaults
@@ -592,6 +610,7 @@ class SelfDistillModel(DistillationBase):
             temperature=temperature,
             feature_weight=feature_weight,
             scale_by_temperature_squared=scale_by_temperature_squared,
+            feature_reduction=feature_reduction,
             features=features,
             **kwargs,
         )
@@ -602,12 +621,15 @@ class SelfDistillModel(DistillationBase):
             **self.base_config(),
             "graph": keras.saving.serialize_keras_object(self._heads_graph),
             "scale_by_temperature_squared": self.scale_by_temperature_squared,
+            "feature_reduction": self.feature_reduction,
             "features": self.features,
         }
 
     @classmethod
     def from_config(cls, config):
         config = cls.constructor_arguments(config)
+        # Models saved before `feature_reduction` existed summed the term.
+        config.setdefault("feature_reduction", "sum")
         graph = keras.saving.deserialize_keras_object(config.pop("graph"))
         return cls(graph.input, list(graph.outputs), **config)
 

@@ -19,7 +19,7 @@ from keras_selfdistill import testing
 NUM_CLASSES = 10
 
 
-def build_digits_model(alpha=0.3, temperature=3.0, feature_weight=0.03, **kwargs):
+def build_digits_model(alpha=0.3, temperature=3.0, feature_weight=2.0, **kwargs):
     """3 stages on 8x8 digits; head_1 matches the deepest width, head_2 is
     narrower (so it gets a learned projection)."""
     inputs = keras.Input((8, 8, 1), name="image")
@@ -157,6 +157,20 @@ def test_evaluated_loss_matches_a_numpy_hand_computation(digits, jit_compile):
     assert result["distillation_loss"] == pytest.approx(expected_kl, rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.parametrize("feature_reduction", ["sum", "mean"])
+def test_feature_reduction_reaches_the_evaluated_loss(digits, feature_reduction):
+    images, labels = digits[0][:32], digits[1][:32]
+    model = build_digits_model(feature_weight=0.5, feature_reduction=feature_reduction)
+    model.compile()
+    logits, features = numpy_outputs(model, images)
+    expected = numpy_self_distillation_loss(
+        labels, logits, features, alpha=0.3, temperature=3.0, feature_weight=0.5,
+        feature_reduction=feature_reduction,
+    )
+    result = model.evaluate(images, labels, batch_size=32, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(expected, rel=1e-4)
+
+
 def test_sample_weight_weights_every_term(digits):
     images, labels = digits[0][:32], digits[1][:32]
     weights = np.linspace(0.0, 2.0, 32).astype("float32")
@@ -164,7 +178,7 @@ def test_sample_weight_weights_every_term(digits):
     model.compile()
     logits, features = numpy_outputs(model, images)
     expected = numpy_self_distillation_loss(
-        labels, logits, features, 0.3, 3.0, 0.03, sample_weight=weights, squared=False
+        labels, logits, features, 0.3, 3.0, 2.0, sample_weight=weights, squared=False
     )
     result = model.evaluate(images, labels, sample_weight=weights, batch_size=32,
                             verbose=0, return_dict=True)
@@ -189,7 +203,7 @@ def test_changing_alpha_reaches_the_compiled_step(digits):
     model.alpha = 0.9
     logits, features = numpy_outputs(model, images)
     expected = numpy_self_distillation_loss(
-        labels, logits, features, 0.9, 3.0, 0.03, squared=False
+        labels, logits, features, 0.9, 3.0, 2.0, squared=False
     )
     result = model.evaluate(images, labels, verbose=0, return_dict=True)
     assert result["loss"] == pytest.approx(expected, rel=1e-4)
@@ -206,7 +220,7 @@ def test_weight_regularizers_are_added_to_the_loss(digits):
     logits_np, features = numpy_outputs(model, images)
     kernel = keras.ops.convert_to_numpy(model.network.get_layer("conv").kernel)
     expected = numpy_self_distillation_loss(
-        labels, logits_np, features, 0.3, 3.0, 0.03, squared=False
+        labels, logits_np, features, 0.3, 3.0, 2.0, squared=False
     ) + float((kernel.astype("float64") ** 2).sum())
     result = model.evaluate(images, labels, batch_size=16, verbose=0, return_dict=True)
     assert result["loss"] == pytest.approx(expected, rel=1e-4)
@@ -314,7 +328,16 @@ def test_export_backbone_drops_the_heads_and_keeps_the_predictions(trained, digi
 
 
 def test_config_round_trip():
-    testing.run_serialization_test(build_digits_model(alpha=0.5, temperature=4.0))
+    revived = testing.run_serialization_test(
+        build_digits_model(alpha=0.5, temperature=4.0, feature_reduction="mean")
+    )
+    assert revived.feature_reduction == "mean"
+
+
+def test_a_config_from_before_feature_reduction_sums_the_feature_term():
+    config = build_digits_model(feature_reduction="mean").get_config()
+    del config["feature_reduction"]
+    assert SelfDistillModel.from_config(config).feature_reduction == "sum"
 
 
 def test_save_and_load_keeps_predictions_heads_and_training_state(trained, digits, tmp_path):
