@@ -271,7 +271,7 @@ def keras_hub_models():
         "mit": (keras_hub.models.MiTImageClassifier(
             backbone=mit, num_classes=NUM_CLASSES, activation=None),
             ["output_level_0"], False),
-        "dino": (dino_classifier, [("encoder", 0)], True),
+        "dino": (dino_classifier, [("encoder", 0)], None),  # See docs/backbones.md.
     }
 
 
