@@ -156,6 +156,17 @@ def backbone_with_a_subclassed_model():
     return keras.Model(inputs, logits, name="wraps_subclassed")
 
 
+def backbone_ending_in_a_merge():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="stage1")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D()(x)
+    logits = keras.layers.Add(name="sum_of_classifiers")([
+        keras.layers.Dense(NUM_CLASSES, name="left")(pooled),
+        keras.layers.Dense(NUM_CLASSES, name="right")(pooled),
+    ])
+    return keras.Model(inputs, logits, name="merged")
+
+
 def backbone_with_two_outputs():
     plain = backbone()
     extra = keras.layers.Dense(3, name="extra")(plain.get_layer("pool").output)
@@ -423,6 +434,15 @@ BAD_INPUTS = [
         ),
         ValueError, "tap a layer of a functional or Sequential model",
         "Layer 'hidden_conv' is inside the subclassed model 'block'",
+    ),
+    BadInput(
+        "SelfDistillModel.from_backbone",
+        "a classifier whose features cannot be found (it merges two inputs)",
+        lambda tmp: SelfDistillModel.from_backbone(
+            backbone_ending_in_a_merge(), taps=["stage1"]
+        ),
+        ValueError, "Name the layer whose output are the features: features=",
+        "classifier 'sum_of_classifiers' (it reads 2 inputs)",
     ),
     BadInput(
         "SelfDistillModel.from_backbone", "`features` naming no layer of the backbone",
