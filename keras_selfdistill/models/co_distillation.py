@@ -185,10 +185,18 @@ class CoDistillation(MutualLearning):
             autocast=False,
         )
         self.snapshots = [
-            copy_with_weights(peer, name=f"{peer.name}_snapshot")
+            copy_with_weights(
+                peer,
+                name=f"{peer.name}_snapshot",
+                layer_prefix=f"{peer.name}_snapshot_",
+            )
             for peer in peers[:local_snapshots]
         ] + [
-            copy_with_weights(peers[0], name=f"remote_snapshot_{index}")
+            copy_with_weights(
+                peers[0],
+                name=f"remote_snapshot_{index}",
+                layer_prefix=f"remote_snapshot_{index}_",
+            )
             for index in range(remote_peers)
         ]
         # Which snapshot may teach which peer: not its own, every remote one.
@@ -256,7 +264,9 @@ class CoDistillation(MutualLearning):
             snapshot_variable.assign(
                 ops.where(refresh, peer_variable.value, snapshot_variable.value)
             )
-        refreshed = ops.cast(refresh, "float32") * self._local_indicator
+        refreshed = ops.cast(refresh, "float32") * ops.convert_to_tensor(
+            self._local_indicator
+        )
         self.snapshot_ready.assign(
             ops.maximum(ops.convert_to_tensor(self.snapshot_ready), refreshed)
         )
@@ -283,7 +293,11 @@ class CoDistillation(MutualLearning):
             self.step_count.assign(step + 1)
         distilling = ops.cast(step >= self.burn_in_steps, "float32")
         ready = ops.convert_to_tensor(self.snapshot_ready)
-        teacher_mask = self._ownership * ops.expand_dims(ready, 0) * distilling
+        teacher_mask = (
+            ops.convert_to_tensor(self._ownership)
+            * ops.expand_dims(ready, 0)
+            * distilling
+        )
         return {
             "logits": [peer(inputs, training=training) for peer in self._peers],
             "teacher_logits": [

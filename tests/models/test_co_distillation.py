@@ -183,6 +183,9 @@ def test_gradient_flows_into_the_peers_only(digits):
     assert {id(v) for v in model.trainable_weights} == {
         id(v) for p in model.peers for v in p.trainable_weights
     }
+    # Distinct variable paths: torch tracks parameters by path, and a
+    # snapshot variable with a peer's path would hide it from zero_grad.
+    assert len({v.path for v in model.weights}) == len(model.weights)
 
 
 def test_a_remote_snapshot_teaches_only_once_loaded(digits):
