@@ -1,7 +1,8 @@
 """One co-distillation group in its own process, for
 tests/test_co_distillation_processes.py.
 
-    python tests/co_distillation_worker.py DIR GROUP NUM_GROUPS STEPS [KILL_AT]
+    python tests/co_distillation_worker.py DIR GROUP NUM_GROUPS STEPS \
+        [--kill-at STEP] [--lockstep 0,1]
 
 Trains `CoDistillation(peer, remote_peers=NUM_GROUPS - 1)` on its own shard
 of the digits (every NUM_GROUPS-th image from GROUP on) for STEPS optimizer
@@ -24,8 +25,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 REFRESH_STEPS = 5
 BATCH = 16
-#: Seconds each step waits, so that groups overlap for a few exchanges.
-STEP_PAUSE = 0.05
 
 
 def wait_for_groups(directory, group, num_groups):
@@ -40,12 +39,13 @@ def wait_for_groups(directory, group, num_groups):
         time.sleep(0.05)
 
 
-def main(directory, group, num_groups, steps, kill_at=None):
+def main(directory, group, num_groups, steps, kill_at=None, lockstep=()):
     import keras
     from digits_data import load_digits_data
 
     from keras_selfdistill import CoDistillation
     from keras_selfdistill.callbacks import CheckpointExchange
+    from keras_selfdistill.callbacks import complete_exchange_checkpoints
 
     images, labels = load_digits_data()
     shard = slice(group, None, num_groups)
@@ -66,7 +66,7 @@ def main(directory, group, num_groups, steps, kill_at=None):
         peer, remote_peers=num_groups - 1, refresh_steps=REFRESH_STEPS,
         burn_in_steps=REFRESH_STEPS,
     )
-    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=True)
 
     exchange = CheckpointExchange(
         os.path.join(directory, "exchange"), group=group, num_groups=num_groups,
@@ -78,11 +78,15 @@ def main(directory, group, num_groups, steps, kill_at=None):
         def on_train_begin(self, logs=None):
             started_at.append(int(keras.ops.convert_to_numpy(model.step_count)))
 
-        def on_train_batch_end(self, batch, logs=None):
-            time.sleep(STEP_PAUSE)
-
         def on_epoch_end(self, epoch, logs=None):
             step = int(keras.ops.convert_to_numpy(model.step_count))
+            deadline = time.time() + 30
+            for other in lockstep:
+                while other != group and time.time() < deadline:
+                    written = complete_exchange_checkpoints(exchange.directory, other)
+                    if written and written[0][0] >= step:
+                        break
+                    time.sleep(0.02)
             if kill_at is not None and step >= kill_at:
                 sys.stdout.flush()
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -116,11 +120,17 @@ def main(directory, group, num_groups, steps, kill_at=None):
 
 
 if __name__ == "__main__":
-    arguments = sys.argv[1:]
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("directory")
+    for name in ("group", "num_groups", "steps"):
+        parser.add_argument(name, type=int)
+    parser.add_argument("--kill-at", type=int, default=None)
+    parser.add_argument("--lockstep", default="")
+    arguments = parser.parse_args()
     main(
-        arguments[0],
-        int(arguments[1]),
-        int(arguments[2]),
-        int(arguments[3]),
-        int(arguments[4]) if len(arguments) > 4 else None,
+        arguments.directory, arguments.group, arguments.num_groups,
+        arguments.steps, arguments.kill_at,
+        [int(g) for g in arguments.lockstep.split(",") if g],
     )
