@@ -145,12 +145,13 @@ def parse_arguments(argv=None):
     parser.add_argument("--output", default="benchmarks/results/co_distillation_cifar10.json")
     parser.add_argument("--markdown", default=None, help="also write the tables here")
     parser.add_argument("--smoke", action="store_true",
-                        help="1 seed, 2 epochs, 40 images, width 4: checks that it runs")
+                        help="1 seed, 1 epoch (3 steps), 40 images, width 4: checks that it runs")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.seeds, args.epochs, args.train_images = min(args.seeds, 1), 2, 40
+        args.seeds, args.epochs, args.train_images = min(args.seeds, 1), 1, 40
         args.test_per_class, args.width, args.batch_size = 2, 4, 16
-        args.refresh_epochs, args.burn_in_epochs = 0.5, 1.0
+        # One step of burn-in, then a refresh every step.
+        args.refresh_epochs, args.burn_in_epochs = 0.34, 0.34
     if not args.cifar10:
         parser.error("give --cifar10 PATH or set KSD_CIFAR10")
     unknown = sorted(set(args.arms.split(",")) - set(ARMS))
