@@ -32,7 +32,7 @@ def make_group(seed, num_groups=2, refresh_steps=2):
     model = CoDistillation(
         make_peer(seed), remote_peers=num_groups - 1, refresh_steps=refresh_steps
     )
-    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
     return model
 
 

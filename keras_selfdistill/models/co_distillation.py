@@ -64,7 +64,8 @@ class CoDistillation(MutualLearning):
     state (snapshots, `step_count`, `snapshot_ready`, `alpha`,
     `temperature`) lives in Keras variables, updated inside the train step,
     so it is exact under `jit_compile=True`, saved with the model, and a
-    run resumed from a `.keras` file or `BackupAndRestore` continues exactly.
+    run resumed from a `.keras` file continues exactly (and one restored by
+    `keras.callbacks.BackupAndRestore` resumes from its last backup).
     `step_count` counts training forward passes (`fit`, `train_on_batch`,
     a loop calling `train_step`), i.e. optimizer steps.
 

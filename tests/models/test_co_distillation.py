@@ -88,7 +88,7 @@ def test_evaluate_reports_the_loss_against_the_snapshots_by_hand(digits):
     images, labels = digits
     images, labels = images[:64], labels[:64]
     model = two_peers(refresh_steps=1000, alpha=0.4, temperature=3.0)
-    model.compile(optimizer=keras.optimizers.SGD(0.5), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.5), run_eagerly=True)
     model.fit(images, labels, batch_size=32, epochs=1, shuffle=False, verbose=0)
     # Step 0 snapshotted the initial weights; the peers have moved since.
     snapshot_logits = [s.predict(images, verbose=0) for s in model.snapshots]
@@ -131,7 +131,7 @@ def test_burn_in_trains_each_peer_on_its_labels_alone(digits):
     images, labels = digits
     images, labels = images[:96], labels[:96]
     model = two_peers(refresh_steps=1, burn_in_steps=6, alpha=0.9)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), run_eagerly=True)
     alone = make_mlp("a", seed=1)
     alone.compile(
         optimizer=keras.optimizers.SGD(0.1),
@@ -150,7 +150,7 @@ def test_burn_in_trains_each_peer_on_its_labels_alone(digits):
 def test_after_burn_in_the_teacher_term_moves_the_peers(digits):
     images, labels = digits
     model = two_peers(refresh_steps=1, burn_in_steps=1, alpha=0.9)
-    model.compile(optimizer="sgd", jit_compile=False)
+    model.compile(optimizer="sgd", run_eagerly=True)
     during = model.evaluate(images[:32], labels[:32], verbose=0, return_dict=True)
     model.train_on_batch(images[:32], labels[:32])
 
@@ -191,7 +191,7 @@ def test_gradient_flows_into_the_peers_only(digits):
 def test_a_remote_snapshot_teaches_only_once_loaded(digits):
     images, labels = digits
     model = CoDistillation(make_mlp("peer", seed=1), remote_peers=1, alpha=0.5)
-    model.compile(optimizer="sgd", metrics=["accuracy"], jit_compile=False)
+    model.compile(optimizer="sgd", metrics=["accuracy"], run_eagerly=True)
     remote = make_mlp("other", seed=5)
 
     before = model.evaluate(images[:32], labels[:32], verbose=0, return_dict=True)
@@ -211,7 +211,7 @@ def test_a_remote_snapshot_teaches_only_once_loaded(digits):
 def test_saving_round_trip_keeps_snapshots_step_and_settings(digits):
     images, labels = digits
     model = two_peers(refresh_steps=2, burn_in_steps=1, alpha=0.3)
-    model.compile(optimizer="adam", metrics=["accuracy"], jit_compile=False)
+    model.compile(optimizer="adam", metrics=["accuracy"], run_eagerly=True)
     model.fit(images[:80], labels[:80], batch_size=16, epochs=1, verbose=0)
 
     revived = run_serialization_test(model)
@@ -243,3 +243,17 @@ def test_a_run_resumed_from_a_keras_file_matches_one_uninterrupted(digits, tmp_p
     assert step_count(resumed) == 20
     for got, want in zip(values(resumed), values(straight)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_refresh_snapshots_copies_the_peers_now():
+    model = two_peers(refresh_steps=1000)
+    for variable in model.peer(0).weights:  # The peer moves after step 0.
+        variable.assign(variable * 2.0 + 1.0)
+
+    model.refresh_snapshots()
+
+    for got, want in zip(values(model.snapshots[0]), values(model.peer(0))):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model.snapshot_ready), [1.0, 1.0]
+    )
