@@ -60,7 +60,10 @@ def finish(process):
 
 def run_all(processes):
     try:
-        return [finish(process) for process in processes]
+        outcomes = [finish(process) for process in processes]
+        for returncode, result, _ in outcomes:  # Shown with `pytest -s`.
+            print(f"exit {returncode}: {json.dumps(result)}")
+        return outcomes
     finally:
         for process in processes:
             if process.poll() is None:
