@@ -257,3 +257,15 @@ def test_refresh_snapshots_copies_the_peers_now():
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(model.snapshot_ready), [1.0, 1.0]
     )
+
+
+def test_own_variables_keep_their_checkpoint_order():
+    # The order of a model's own variables is the layout of its saved files.
+    model = CoDistillation(make_mlp("peer"), remote_peers=2)
+    prefix = f"{model.name}/"
+    own = [
+        v.path.removeprefix(prefix) for v in model.weights
+        if v.path.startswith(prefix) and v.path.count("/") == 1
+    ]
+    assert own == ["alpha", "temperature", "step_count", "snapshot_ready"]
+    assert tuple(model.snapshot_ready.shape) == (2,)
