@@ -6,7 +6,7 @@ the others keep going and report it missing.
 
 Backend-independent (files and processes), so it runs once, in the
 TensorFlow pass; the workers use JAX, the backend that starts fastest.
-Every worker start costs about 9 s of CPU (imports), so CI runs the one
+Every worker start costs about 5 s of CPU (imports), so CI runs the one
 test that covers both sizes (3 groups, then 2 after the kill, then the
 restart); the 2-group run on its own is
 `KSD_ALL_PROCESS_TESTS=1 pytest tests/test_co_distillation_processes.py`.
