@@ -292,16 +292,6 @@ def train(model, recipe: Recipe, x_train, y_train, seed: int, arm: Optional[Arm]
 
 def evaluate(model, x, y, batch_size: int = 500) -> dict:
     """Test metrics of the final weights; per head and ensemble for SD models."""
-    peers = getattr(model, "peers", None)
-    if isinstance(peers, list) and len(peers) > 1:
-        # Peers trained together (MutualLearning, CoDistillation): the first
-        # peer is what one would deploy; the others and their ensemble too.
-        logits = [peer.predict(x, batch_size=batch_size, verbose=0) for peer in peers]
-        scores = dict(served=_scores(logits[0], y))
-        scores.update({f"peer_{index + 1}": _scores(peer_logits, y)
-                       for index, peer_logits in enumerate(logits[1:], start=1)})
-        scores["ensemble"] = _scores(np.mean(np.stack(logits), axis=0), y)
-        return scores
     if not is_self_distilled(model):
         logits = model.predict(x, batch_size=batch_size, verbose=0)
         return dict(served=_scores(logits, y))

@@ -39,7 +39,8 @@ def test_smoke_runs_every_arm_and_reports_peers_and_ensembles(tmp_path):
     assert [run["arm"] for run in results["runs"]] == [
         "independent", "co_distillation", "mutual_learning"]
     for run in results["runs"]:
-        assert set(run["test"]) == {"served", "peer_2", "ensemble"}
+        # The served ensemble of the two peers, and each peer.
+        assert set(run["test"]) == {"served", "peer_a", "peer_b"}
     assert results["communication"]["exchanges"] >= 1
     page = markdown.read_text()
-    assert "| co_distillation ensemble |" in page and "Communication" in page
+    assert "| co_distillation peer_a |" in page and "Communication" in page
