@@ -27,6 +27,7 @@ from keras_selfdistill.models import SelfDistillModel
 from keras_selfdistill.models import SelfEnsembleTeacher
 from keras_selfdistill.models import TrainingInputs
 from keras_selfdistill.sample_index import with_sample_index
+from keras_selfdistill.models import CoDistillation
 
 __version__ = "0.1.0"
 
@@ -55,4 +56,5 @@ __all__ = [
     "repeat_last_half_batches",
     "with_sample_index",
     "__version__",
+    "CoDistillation",
 ]

@@ -17,6 +17,8 @@ DINO momentum schedule for `EMATeacher` in one line.
 import copy
 import math
 import os
+import re
+import warnings
 
 import keras
 
@@ -24,6 +26,7 @@ from keras_selfdistill.models.hyperparameters import hyperparameter_names
 from keras_selfdistill.models.hyperparameters import hyperparameter_value
 from keras_selfdistill import plots
 from keras_selfdistill.models import early_exit
+from keras_selfdistill.saving import write_atomically
 from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_number
 from keras_selfdistill.validation import check_unit_interval
@@ -421,3 +424,311 @@ class PlotWriter(keras.callbacks.Callback):
             path = os.path.join(self.directory, ANYTIME_FILENAME)
             plots.plot_anytime_curve(curve, path)
             self.written_paths.append(path)
+
+
+#: How `CheckpointExchange` names a group's checkpoint of a given step.
+_EXCHANGE_PATTERN = re.compile(r"^group-(\d+)-step-(\d+)\.weights\.h5$")
+
+
+def exchange_checkpoint_name(group: int, step: int) -> str:
+    """The file name `CheckpointExchange` gives group `group`'s weights after
+    `step` optimizer steps (`group-0-step-0000000100.weights.h5`).
+
+    Args:
+        group: int. The group's number.
+        step: int. The group's optimizer steps when it wrote the file.
+
+    Returns:
+        str.
+    """
+    return f"group-{group}-step-{step:010d}.weights.h5"
+
+
+def complete_exchange_checkpoints(directory, group: int) -> list:
+    """Group `group`'s complete checkpoints in `directory`, newest first.
+
+    Only files with the final name count: `write_atomically` writes under a
+    hidden `.partial-` name and renames, so a file being written is never
+    listed.
+
+    Args:
+        directory: str. The shared exchange directory.
+        group: int. The group whose checkpoints to list.
+
+    Returns:
+        A list of `(step, path)`, highest step first.
+    """
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        match = _EXCHANGE_PATTERN.match(name)
+        if match and int(match.group(1)) == group:
+            found.append((int(match.group(2)), os.path.join(directory, name)))
+    return sorted(found, reverse=True)
+
+
+class CheckpointExchange(keras.callbacks.Callback):
+    """Swaps weights between co-distillation groups through a directory.
+
+    The cross-process half of co-distillation (Anil et al., 2018): each of
+    `num_groups` groups trains its own `CoDistillation(peer,
+    remote_peers=num_groups - 1)` in its own process (one device, or its
+    own data-parallel strategy) on its own data shard, and this callback,
+    every `refresh_steps` optimizer steps,
+
+    1. writes the group's peer weights to `directory` as
+       `group-<g>-step-<step>.weights.h5`, atomically (a hidden temporary
+       file, then a rename: a reader never sees half a file), keeping the
+       group's `keep` newest files; then
+    2. loads the newest complete checkpoint of every other group into the
+       model's remote snapshot for that group (`CoDistillation.
+       remote_snapshots`, in the order of the other groups' numbers), and
+       lets it teach from the next step on.
+
+    It also loads the others' newest checkpoints when training begins, so a
+    restarted group gets its teachers back at once. A group that has written
+    nothing yet, or whose newest checkpoint is more than `stale_after_steps`
+    steps older than this group's step, is **missing**: training goes on
+    (with the teacher it last had, or on the labels alone if it never had
+    one), a warning names the group, and the history reports it:
+
+    - `missing_peers`: how many other groups are missing;
+    - `snapshot_age`: the largest age, in this group's steps, of a loaded
+      snapshot (this group's step minus the step its checkpoint was written
+      at; 0 for a peer that is ahead, and 0 when none is loaded).
+
+    `exchanges` holds one record per exchange (`step`, and per other group
+    the step of the loaded checkpoint or `None`). To resume a killed group
+    from its own state, add `keras.callbacks.BackupAndRestore` before this
+    callback: the model's weights, snapshots and `step_count` are restored,
+    and so is the exchange schedule (it follows `step_count`).
+
+    Args:
+        directory: str. A directory every group can read and write (a local
+            path or a shared file system). Created if missing.
+        group: int in `[0, num_groups)`. This group's number.
+        num_groups: int >= 2. How many groups co-distil.
+        refresh_steps: int >= 1 or `None`. Steps between exchanges. Defaults
+            to `None`: the model's `refresh_steps`.
+        stale_after_steps: int >= 1 or `None`. Age beyond which another
+            group counts as missing. Defaults to `None`: `2 * refresh_steps`.
+        keep: int >= 1. How many of its own checkpoints a group keeps (the
+            older ones are deleted; a reader that loses a race to a deletion
+            loads the next newest). Defaults to `2`.
+
+    Example:
+
+    ```python
+    # Process g of K, each on its own machine or device, same directory.
+    group = CoDistillation(make_peer(), remote_peers=K - 1, refresh_steps=200,
+                           burn_in_steps=1000)
+    group.compile(optimizer="adam", metrics=["accuracy"])
+    group.fit(shard(g), epochs=10, callbacks=[
+        keras.callbacks.BackupAndRestore(f"/shared/backup-{g}"),
+        CheckpointExchange("/shared/exchange", group=g, num_groups=K),
+    ])
+    ```
+
+    References:
+        Anil, Pereyra, Passos, Ormandi, Dahl, Hinton. "Large scale
+        distributed neural network training through online distillation",
+        ICLR 2018, section 2 ("exchanging checkpoints").
+        https://arxiv.org/abs/1804.03235
+    """
+
+    def __init__(
+        self,
+        directory,
+        group,
+        num_groups,
+        refresh_steps=None,
+        stale_after_steps=None,
+        keep=2,
+    ):
+        super().__init__()
+        if not isinstance(directory, (str, os.PathLike)):
+            raise ValueError(
+                "`directory` must be a path (str). Received: "
+                f"directory={directory!r}"
+            )
+        check_integer("num_groups", num_groups, 2)
+        if isinstance(group, bool) or not isinstance(group, int) or not (
+            0 <= group < num_groups
+        ):
+            raise ValueError(
+                f"`group` must be an integer in [0, {num_groups}) (one of "
+                f"num_groups={num_groups}). Received: group={group!r}"
+            )
+        if refresh_steps is not None:
+            check_integer("refresh_steps", refresh_steps, 1)
+        if stale_after_steps is not None:
+            check_integer("stale_after_steps", stale_after_steps, 1)
+        check_integer("keep", keep, 1)
+        self.directory = os.fspath(directory)
+        self.group = group
+        self.num_groups = num_groups
+        self.refresh_steps = refresh_steps
+        self.stale_after_steps = stale_after_steps
+        self.keep = keep
+        self.other_groups = [g for g in range(num_groups) if g != group]
+        self.exchanges = []
+        self._loaded_steps = {g: None for g in self.other_groups}
+        self._newest_steps = {g: None for g in self.other_groups}
+        self._reported_missing = set()
+        self._last_exchange_step = 0
+
+    # -- the schedule ---------------------------------------------------- #
+
+    def _period(self):
+        return self.refresh_steps or self.model.refresh_steps
+
+    def _stale_after(self):
+        return self.stale_after_steps or 2 * self._period()
+
+    def _step(self):
+        return int(keras.ops.convert_to_numpy(self.model.step_count))
+
+    def on_train_begin(self, logs=None):
+        from keras_selfdistill.models.co_distillation import CoDistillation
+
+        model = self.model
+        if (
+            not isinstance(model, CoDistillation)
+            or len(model.peers) != 1
+            or model.remote_peers != self.num_groups - 1
+        ):
+            description = (
+                f"{type(model).__name__} with {len(model.peers)} peer(s) and "
+                f"remote_peers={model.remote_peers}"
+                if isinstance(model, CoDistillation)
+                else type(model).__name__
+            )
+            raise ValueError(
+                "CheckpointExchange trains one group: a CoDistillation with "
+                f"one peer and remote_peers={self.num_groups - 1} "
+                f"(num_groups - 1). Received: a {description}."
+            )
+        os.makedirs(self.directory, exist_ok=True)
+        self._last_exchange_step = self._step()
+        self._load_newest()
+        self._record(self._last_exchange_step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._step()
+        period = self._period()
+        if step // period > self._last_exchange_step // period:
+            self._last_exchange_step = step
+            self._write(step)
+            self._load_newest()
+            self._record(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.report(self._step()))
+
+    # -- writing and loading --------------------------------------------- #
+
+    def _write(self, step):
+        path = os.path.join(
+            self.directory, exchange_checkpoint_name(self.group, step)
+        )
+        write_atomically(path, self.model.peer(0).save_weights)
+        for _, old in complete_exchange_checkpoints(self.directory, self.group)[
+            self.keep:
+        ]:
+            try:
+                os.remove(old)
+            except FileNotFoundError:
+                pass
+
+    def _load_newest(self):
+        snapshots = self.model.remote_snapshots
+        for slot, other in enumerate(self.other_groups):
+            candidates = complete_exchange_checkpoints(self.directory, other)
+            if candidates:
+                self._newest_steps[other] = candidates[0][0]
+            for step, path in candidates:
+                if step == self._loaded_steps[other]:
+                    break  # Already the teacher: nothing newer loads.
+                try:
+                    snapshots[slot].load_weights(path)
+                except (OSError, ValueError, KeyError) as error:
+                    # Deleted by its owner since the listing, or unreadable:
+                    # try the next newest.
+                    warnings.warn(
+                        f"CheckpointExchange (group {self.group}): could not "
+                        f"load {path!r} ({type(error).__name__}: {error}); "
+                        "trying an older checkpoint of that group.",
+                        stacklevel=2,
+                    )
+                    continue
+                self.model.mark_remote_snapshot_loaded(slot)
+                self._loaded_steps[other] = step
+                break
+
+    # -- reporting ------------------------------------------------------- #
+
+    def missing_groups(self, step):
+        """The other groups with no checkpoint, or none newer than
+        `stale_after_steps` before `step`.
+
+        Args:
+            step: int. This group's current step.
+
+        Returns:
+            list of int.
+        """
+        return [
+            other
+            for other in self.other_groups
+            if self._newest_steps[other] is None
+            or step - self._newest_steps[other] > self._stale_after()
+        ]
+
+    def report(self, step):
+        """`{"missing_peers": ..., "snapshot_age": ...}` at `step` (what
+        the history gets at the end of each epoch).
+
+        Args:
+            step: int. This group's current step.
+
+        Returns:
+            dict of str to int.
+        """
+        ages = [
+            max(step - loaded, 0)
+            for loaded in self._loaded_steps.values()
+            if loaded is not None
+        ]
+        return {
+            "missing_peers": len(self.missing_groups(step)),
+            "snapshot_age": max(ages) if ages else 0,
+        }
+
+    def _record(self, step):
+        self.exchanges.append(
+            {"step": step, "loaded": dict(self._loaded_steps)}
+        )
+        missing = set(self.missing_groups(step))
+        for other in sorted(missing - self._reported_missing):
+            newest = self._newest_steps[other]
+            what = (
+                "has written no checkpoint yet"
+                if newest is None
+                else f"last wrote a checkpoint at its step {newest}"
+            )
+            warnings.warn(
+                f"CheckpointExchange (group {self.group}, step {step}): group "
+                f"{other} {what} in {self.directory!r}; training goes on "
+                "with "
+                + (
+                    f"its snapshot of step {self._loaded_steps[other]}."
+                    if self._loaded_steps[other] is not None
+                    else "the labels alone for that group."
+                ),
+                stacklevel=2,
+            )
+        self._reported_missing = missing

@@ -545,6 +545,143 @@ def mutual_learning_loss(
     }
 
 
+def stale_teacher_logits(teacher_logits, teacher_mask, temperature=1.0):
+    """Logits of the mean softened prediction of the teachers a mask selects.
+
+    With teacher logits `t_1..t_M` and a 0/1 row `m` of length `M`,
+    `p_bar = sum_j m_j softmax(t_j / T) / sum_j m_j`, returned as
+    `T * log(p_bar)` (valid logits whose softened distribution is `p_bar`;
+    see `peer_teacher_logits`), computed as a `logsumexp` of log-softmaxes,
+    finite for logits of any magnitude. A row with no teacher (`sum m = 0`)
+    gives finite logits that mean nothing; `co_distillation_loss` weights
+    its distillation term by zero.
+
+    Args:
+        teacher_logits: list of `M >= 1` tensors `(batch, num_classes)`.
+        teacher_mask: float tensor `(M,)` of zeros and ones.
+        temperature: float > 0 or scalar tensor/variable.
+
+    Returns:
+        A float32 tensor `(batch, num_classes)`.
+    """
+    temperature = ops.cast(temperature, "float32")
+    teacher_mask = ops.cast(teacher_mask, "float32")
+    log_probabilities = ops.stack(
+        [
+            ops.log_softmax(ops.cast(logits, "float32") / temperature, axis=-1)
+            for logits in teacher_logits
+        ]
+    )
+    # Teachers left out get -1e9 added: their exp underflows to exactly 0.
+    offsets = ops.reshape((teacher_mask - 1.0) * 1e9, (-1, 1, 1))
+    count = ops.maximum(ops.sum(teacher_mask), 1.0)
+    log_mean = ops.logsumexp(log_probabilities + offsets, axis=0) - ops.log(count)
+    return temperature * log_mean
+
+
+def co_distillation_loss(
+    labels,
+    peer_logits,
+    teacher_logits,
+    teacher_mask,
+    alpha=0.5,
+    temperature=1.0,
+    sample_weight=None,
+    scale_by_temperature_squared: bool = True,
+):
+    """Co-distillation: each peer learns from labels and stale teachers.
+
+    Online distillation with teachers that are stale snapshots of the other
+    peers (Anil et al., 2018). With `N` peers of logits `z_1..z_N`, `M`
+    teachers of logits `t_1..t_M` (predictions of snapshots, computed
+    without gradient) and a 0/1 mask `m` of shape `(N, M)` saying which
+    teachers teach peer `i` (the others' snapshots, those that exist, after
+    the burn-in):
+
+    `p_bar_i = sum_j m_ij softmax(t_j / T) / sum_j m_ij`
+
+    `L_i = (1 - a_i) * CE(y, z_i) + a_i * T^2 * KL(p_bar_i || softmax(z_i / T))`
+
+    `a_i = alpha` if `sum_j m_ij > 0`, else `0`, and `L = sum_i L_i`.
+
+    The teacher is the mean of the teachers' **probabilities**, as in the
+    paper's Algorithm 1 (`psi(1/(N-1) sum_{j != i} F(theta_j, x), F(theta_i,
+    x))`, `F` the softmax output). A peer with no teacher (during burn-in, or
+    before any snapshot of another peer exists) trains on the labels alone,
+    with weight 1, and its distillation term is exactly zero: so is its
+    gradient. Each term is averaged over the batch (`weighted_batch_mean`).
+
+    Args:
+        labels: integer class ids or one-hot labels (see `cross_entropy`).
+        peer_logits: list of `N >= 1` tensors `(batch, num_classes)`.
+        teacher_logits: list of `M >= 1` tensors `(batch, num_classes)`;
+            they receive no gradient.
+        teacher_mask: float tensor `(N, M)` of zeros and ones.
+        alpha: float in [0, 1] or scalar tensor. Weight of the teacher term.
+            Defaults to `0.5`.
+        temperature: float > 0 or scalar tensor. Defaults to `1.0`.
+        sample_weight: optional tensor `(batch,)`.
+        scale_by_temperature_squared: bool. Defaults to `True`.
+
+    Returns:
+        A dict of float32 scalars: `"total"` (`L`), `"cross_entropy"` and
+        `"distillation"` (unweighted terms summed over peers; a peer without
+        teacher adds zero distillation), and `"peer_totals"`, the list of
+        each peer's `L_i`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> terms = co_distillation_loss(
+    ...     labels=np.array([0]),
+    ...     peer_logits=[np.array([[1.0, 0.0]])],
+    ...     teacher_logits=[np.array([[0.0, 1.0]])],
+    ...     teacher_mask=np.array([[0.0]]),  # no teacher yet: labels only
+    ... )
+    >>> round(float(np.asarray(terms["total"])), 4)  # CE = log(1 + e^-1)
+    0.3133
+
+    References:
+        Anil, Pereyra, Passos, Ormandi, Dahl, Hinton. "Large scale
+        distributed neural network training through online distillation",
+        ICLR 2018, section 2 and Algorithm 1.
+        https://arxiv.org/abs/1804.03235
+    """
+    if not peer_logits or not teacher_logits:
+        raise ValueError(
+            "Co-distillation needs at least one peer and one teacher. "
+            f"Received: {len(peer_logits)} peer logits and "
+            f"{len(teacher_logits)} teacher logits."
+        )
+    _check_python_number(check_unit_interval, "alpha", alpha)
+    alpha = _as_float32(alpha)
+    teacher_mask = _as_float32(teacher_mask)
+    peer_totals, cross_entropies, distillations = [], [], []
+    for index, logits in enumerate(peer_logits):
+        row = teacher_mask[index]
+        has_teacher = ops.cast(ops.sum(row) > 0.0, "float32")
+        peer_alpha = alpha * has_teacher
+        ce = cross_entropy(labels, logits)
+        kl = softened_kl_divergence(
+            stale_teacher_logits(teacher_logits, row, temperature),
+            logits,
+            temperature=temperature,
+            scale_by_temperature_squared=scale_by_temperature_squared,
+        )
+        total = (1.0 - peer_alpha) * ce + peer_alpha * kl
+        peer_totals.append(weighted_batch_mean(total, sample_weight))
+        cross_entropies.append(weighted_batch_mean(ce, sample_weight))
+        distillations.append(
+            weighted_batch_mean(kl * has_teacher, sample_weight)
+        )
+    return {
+        "total": sum(peer_totals[1:], peer_totals[0]),
+        "cross_entropy": sum(cross_entropies[1:], cross_entropies[0]),
+        "distillation": sum(distillations[1:], distillations[0]),
+        "peer_totals": peer_totals,
+    }
+
+
 def check_true_class_probability(value, num_classes=None) -> None:
     """`value` must be a number in (0, 1), and at least `1 / num_classes`.
 

@@ -161,3 +161,46 @@ def numpy_last_mini_batch_loss(labels, logits, previous_logits, target_mask, alp
     mask = np.asarray(target_mask, "float64")
     distillation = (kl * mask).sum() / max(mask.sum(), 1.0)
     return float(numpy_cross_entropy(labels, logits).mean() + alpha * distillation)
+
+
+def numpy_co_distillation_loss(
+    labels,
+    peer_logits,
+    teacher_logits,
+    teacher_mask,
+    alpha,
+    temperature,
+    sample_weight=None,
+    squared=True,
+):
+    """Co-distillation's loss with stale teachers, per peer.
+
+    Returns:
+        A list of floats, one per peer: the batch mean of `(1-a_i) CE(y, z_i)
+        + a_i T^2 KL(p_bar_i || softmax(z_i/T))`, `p_bar_i` the mean of the
+        softened predictions of the teachers `teacher_mask[i]` selects, and
+        `a_i = alpha` when it selects any, else 0.
+    """
+    probabilities = [
+        np.exp(numpy_log_softmax(np.asarray(t, "float64") / temperature))
+        for t in teacher_logits
+    ]
+    weights = (
+        np.ones(len(np.asarray(peer_logits[0])))
+        if sample_weight is None
+        else np.asarray(sample_weight, "float64").reshape(-1)
+    )
+    totals = []
+    for index, logits in enumerate(peer_logits):
+        chosen = [p for p, m in zip(probabilities, teacher_mask[index]) if m]
+        peer_alpha = alpha if chosen else 0.0
+        per_sample = (1 - peer_alpha) * numpy_cross_entropy(labels, logits)
+        if chosen:
+            teacher = np.mean(chosen, axis=0)
+            student = numpy_log_softmax(np.asarray(logits, "float64") / temperature)
+            kl = (teacher * (np.log(teacher) - student)).sum(axis=-1)
+            if squared:
+                kl = kl * temperature**2
+            per_sample = per_sample + peer_alpha * kl
+        totals.append(float((per_sample * weights).mean()))
+    return totals

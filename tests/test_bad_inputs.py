@@ -37,6 +37,8 @@ from keras_selfdistill import EMATeacher  # noqa: E402
 from keras_selfdistill import LastBatchRepeats  # noqa: E402
 from keras_selfdistill import LastBatchSelfDistillation  # noqa: E402
 from keras_selfdistill import MutualLearning  # noqa: E402
+from keras_selfdistill import CoDistillation  # noqa: E402
+from keras_selfdistill.callbacks import CheckpointExchange  # noqa: E402
 from keras_selfdistill import ProgressiveSelfDistillation  # noqa: E402
 from keras_selfdistill import SelfDistillModel  # noqa: E402
 from keras_selfdistill import SelfEnsembleTeacher  # noqa: E402
@@ -1843,6 +1845,64 @@ BAD_INPUTS = [
         ValueError, "`logits` must have twice as many rows as `previous_logits`",
         "Received: logits with shape (3, 3), previous_logits with shape (1, 3)",
     ),
+    # -- CoDistillation and CheckpointExchange --------------------------- #
+    BadInput(
+        "CoDistillation", "one peer and no remote peers",
+        lambda tmp: CoDistillation(mlp("only")),
+        ValueError, "needs at least 2 peers in all",
+        "Received: 1 peer(s) and remote_peers=0",
+    ),
+    BadInput(
+        "CoDistillation", "refresh_steps of 0",
+        lambda tmp: CoDistillation([mlp("a"), mlp("b")], refresh_steps=0),
+        ValueError, "`refresh_steps` must be an integer >= 1",
+        "Received: refresh_steps=0",
+    ),
+    BadInput(
+        "CoDistillation", "a negative burn-in",
+        lambda tmp: CoDistillation([mlp("a"), mlp("b")], burn_in_steps=-1),
+        ValueError, "`burn_in_steps` must be an integer >= 0",
+        "Received: burn_in_steps=-1",
+    ),
+    BadInput(
+        "CoDistillation", "a fractional number of remote peers",
+        lambda tmp: CoDistillation(mlp("a"), remote_peers=1.5),
+        ValueError, "`remote_peers` must be an integer >= 0",
+        "Received: remote_peers=1.5",
+    ),
+    BadInput(
+        "CoDistillation.mark_remote_snapshot_loaded", "an index past the remote snapshots",
+        lambda tmp: CoDistillation(mlp("a"), remote_peers=1).mark_remote_snapshot_loaded(1),
+        ValueError, "must be an integer in [0, 1) (the remote snapshots)",
+        "Received: index=1",
+    ),
+    BadInput(
+        "callbacks.CheckpointExchange", "a group number out of range",
+        lambda tmp: CheckpointExchange(str(tmp), group=2, num_groups=2),
+        ValueError, "`group` must be an integer in [0, 2)", "Received: group=2",
+    ),
+    BadInput(
+        "callbacks.CheckpointExchange", "a single group",
+        lambda tmp: CheckpointExchange(str(tmp), group=0, num_groups=1),
+        ValueError, "`num_groups` must be an integer >= 2", "Received: num_groups=1",
+    ),
+    BadInput(
+        "callbacks.CheckpointExchange", "a model with the wrong number of remote peers",
+        lambda tmp: fit(
+            lambda: CoDistillation(mlp("a"), remote_peers=1),
+            callbacks=[CheckpointExchange(str(tmp), group=0, num_groups=3)],
+        ),
+        ValueError, "a CoDistillation with one peer and remote_peers=2",
+        "Received: a CoDistillation with 1 peer(s) and remote_peers=1.",
+    ),
+    BadInput(
+        "callbacks.CheckpointExchange", "a model that is not a CoDistillation",
+        lambda tmp: fit(
+            mutual, callbacks=[CheckpointExchange(str(tmp), group=0, num_groups=2)]
+        ),
+        ValueError, "CheckpointExchange trains one group",
+        "Received: a MutualLearning.",
+    ),
 ]
 
 
@@ -1882,7 +1942,7 @@ def test_the_table_covers_every_public_model_and_the_issue_minimum():
     for name in ("SelfDistillModel", "Distiller", "MutualLearning", "EMATeacher",
                  "SelfEnsembleTeacher", "BornAgain", "AuxiliaryHead",
                  "ClassWiseSelfDistillation", "ProgressiveSelfDistillation",
-                 "LastBatchSelfDistillation", "TeacherFreeLoss"):
+                 "LastBatchSelfDistillation", "TeacherFreeLoss", "CoDistillation"):
         assert name in owners
     assert len(BAD_INPUTS) >= 30
 

@@ -37,7 +37,16 @@ def fresh_inputs_like(model):
     )
 
 
-def copy_with_weights(student, name, trainable=False):
+def _prefixed_layer(prefix):
+    def clone_layer(layer):
+        config = layer.get_config()
+        config["name"] = f"{prefix}{layer.name}"
+        return layer.__class__.from_config(config)
+
+    return clone_layer
+
+
+def copy_with_weights(student, name, trainable=False, layer_prefix=None):
     """A copy of `student` with its own variables holding the same values.
 
     Args:
@@ -46,12 +55,23 @@ def copy_with_weights(student, name, trainable=False):
         name: str. Name of the copy.
         trainable: bool. Whether the copy is trainable. Defaults to `False`
             (a teacher).
+        layer_prefix: str or `None`. Prefix for the names of the copy's
+            (top-level) layers, so its variable paths differ from the
+            student's: the torch backend tracks a model's parameters by
+            variable path, and a second variable with the same path inside
+            one model hides the first from `zero_grad`. Weight files do not
+            depend on layer names, so the copy still loads the student's.
+            Functional and Sequential students only. Defaults to `None`
+            (the student's names).
 
     Returns:
         A `keras.Model` whose `weights` pair one-to-one, in order, with
         `student.weights`, holding the same values in new variables.
     """
-    clone = keras.models.clone_model(student)
+    clone = keras.models.clone_model(
+        student,
+        clone_function=_prefixed_layer(layer_prefix) if layer_prefix else None,
+    )
     clone.name = name
     if not clone.built:
         # A subclassed model rebuilt from its config: build it like the

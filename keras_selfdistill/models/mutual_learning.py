@@ -126,6 +126,8 @@ class MutualLearning(DistillationBase):
 
     alpha = Hyperparameter(check_unit_interval)
     temperature = Hyperparameter(check_positive)
+    #: How many peers the constructor needs (`CoDistillation` takes 1).
+    minimum_peers = 2
 
     def __init__(
         self,
@@ -136,10 +138,12 @@ class MutualLearning(DistillationBase):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(peers, (list, tuple)) or len(peers) < 2:
+        minimum = self.minimum_peers
+        if not isinstance(peers, (list, tuple)) or len(peers) < minimum:
             count = len(peers) if isinstance(peers, (list, tuple)) else 1
             raise ValueError(
-                "MutualLearning needs a list of at least 2 peer models. "
+                f"{type(self).__name__} needs a list of at least {minimum} "
+                f"peer model{'s' if minimum > 1 else ''}. "
                 f"Received: {count} peer(s)."
             )
         peers = list(peers)
