@@ -53,18 +53,6 @@ COMPARISONS = (
 )
 
 
-def evaluate_peers(model, x, y, batch_size=500):
-    """What the arm serves (the peers' ensemble) and each peer by name: the
-    convention of the harness's `component_models` on main, for a harness
-    that predates it."""
-    scores = dict(served=harness._scores(
-        model.predict(x, batch_size=batch_size, verbose=0), y))
-    for name in model.peer_names:
-        scores[name] = harness._scores(
-            model.peer(name).predict(x, batch_size=batch_size, verbose=0), y)
-    return scores
-
-
 def peers(width, blocks_per_stage):
     first = cifar_resnet(width, blocks_per_stage)
     first.name = "peer_a"
@@ -175,8 +163,6 @@ def parse_arguments(argv=None):
 
 def main(argv=None):
     args = parse_arguments(argv)
-    if not hasattr(harness, "component_models"):
-        harness.evaluate = evaluate_peers
     data = load_cifar10(args.cifar10, args.train_images, args.test_per_class)
     steps_per_epoch = math.ceil(len(data[0][0]) / args.batch_size)
     refresh_steps = max(1, round(args.refresh_epochs * steps_per_epoch))
