@@ -71,23 +71,7 @@ def translate_keras_arguments(
         ValueError: when an argument has no exact counterpart; the message
             shows the translation that does exist.
     """
-    if student_loss_weight is not None:
-        if isinstance(student_loss_weight, bool) or not isinstance(
-            student_loss_weight, (int, float)
-        ) or not 0.0 <= student_loss_weight <= 1.0:
-            raise ValueError(
-                "`student_loss_weight` (keras.distillation's weight of the "
-                "labels) must be a number in [0, 1]. Received: "
-                f"student_loss_weight={student_loss_weight!r}"
-            )
-        if alpha is not None:
-            raise ValueError(
-                "Pass `alpha` (the weight of the teacher term) or "
-                "`student_loss_weight` (keras.distillation's weight of the "
-                "labels, alpha = 1 - student_loss_weight), not both. "
-                f"Received: alpha={alpha!r}, "
-                f"student_loss_weight={student_loss_weight!r}"
-            )
+    _check_student_loss_weight(student_loss_weight, alpha)
     if distillation_losses is None:
         if distillation_loss_weights is not None:
             raise ValueError(
@@ -99,7 +83,54 @@ def translate_keras_arguments(
             alpha = 1.0 - float(student_loss_weight)
         return {"alpha": alpha, "temperature": temperature,
                 "feature_pairs": feature_pairs, "feature_weight": feature_weight}
+    labels_weight = (
+        KERAS_STUDENT_LOSS_WEIGHT if student_loss_weight is None
+        else float(student_loss_weight)
+    )
+    logits_items, pairs, pair_weights = _split_losses(
+        distillation_losses, distillation_loss_weights
+    )
+    logits_loss = _logits_term(
+        logits_items, labels_weight, temperature,
+        distillation_loss_weights, student_loss_weight,
+    )
+    _check_feature_terms(
+        pairs, pair_weights, feature_pairs, feature_weight,
+        distillation_loss_weights,
+    )
+    return {
+        "alpha": 1.0 - labels_weight,
+        "temperature": float(logits_loss.temperature),
+        "feature_pairs": pairs or feature_pairs,
+        "feature_weight": (
+            (1.0 - labels_weight) * pair_weights[0] if pairs else feature_weight
+        ),
+    }
 
+
+def _check_student_loss_weight(student_loss_weight, alpha) -> None:
+    if student_loss_weight is None:
+        return
+    if isinstance(student_loss_weight, bool) or not isinstance(
+        student_loss_weight, (int, float)
+    ) or not 0.0 <= student_loss_weight <= 1.0:
+        raise ValueError(
+            "`student_loss_weight` (keras.distillation's weight of the "
+            "labels) must be a number in [0, 1]. Received: "
+            f"student_loss_weight={student_loss_weight!r}"
+        )
+    if alpha is not None:
+        raise ValueError(
+            "Pass `alpha` (the weight of the teacher term) or "
+            "`student_loss_weight` (keras.distillation's weight of the "
+            "labels, alpha = 1 - student_loss_weight), not both. "
+            f"Received: alpha={alpha!r}, "
+            f"student_loss_weight={student_loss_weight!r}"
+        )
+
+
+def _split_losses(distillation_losses, distillation_loss_weights):
+    """`([(LogitsDistillation, weight)], hint pairs, hint weights)`."""
     items = (
         list(distillation_losses)
         if isinstance(distillation_losses, (list, tuple))
@@ -116,30 +147,12 @@ def translate_keras_arguments(
             f"loss. Received: {len(items)} losses and "
             f"distillation_loss_weights={distillation_loss_weights!r}"
         )
-    labels_weight = (
-        KERAS_STUDENT_LOSS_WEIGHT if student_loss_weight is None
-        else float(student_loss_weight)
-    )
-    logits_items = []
-    pairs, pair_weights = [], []
+    logits_items, pairs, pair_weights = [], [], []
     for item, weight in zip(items, weights):
         if isinstance(item, keras.distillation.LogitsDistillation):
             logits_items.append((item, float(weight)))
         elif isinstance(item, keras.distillation.FeatureDistillation):
-            if not _is_mse(item.loss) or not (
-                item.teacher_layer_name and item.student_layer_name
-            ):
-                raise ValueError(
-                    "A FeatureDistillation translates to a hint pair "
-                    "(feature_pairs=[(teacher_layer_name, "
-                    "student_layer_name)]) with the mean squared error; "
-                    "both layer names are needed and the loss must be "
-                    "'mse'. Received: FeatureDistillation(loss="
-                    f"{item.loss!r}, teacher_layer_name="
-                    f"{item.teacher_layer_name!r}, student_layer_name="
-                    f"{item.student_layer_name!r})"
-                )
-            pairs.append((item.teacher_layer_name, item.student_layer_name))
+            pairs.append(_hint_pair(item))
             pair_weights.append(float(weight))
         else:
             raise ValueError(
@@ -147,6 +160,29 @@ def translate_keras_arguments(
                 "LogitsDistillation and/or FeatureDistillation objects. "
                 f"Received: {item!r} of type {type(item).__name__}"
             )
+    return logits_items, pairs, pair_weights
+
+
+def _hint_pair(feature_loss):
+    """`(teacher_layer_name, student_layer_name)` of a FeatureDistillation."""
+    if not _is_mse(feature_loss.loss) or not (
+        feature_loss.teacher_layer_name and feature_loss.student_layer_name
+    ):
+        raise ValueError(
+            "A FeatureDistillation translates to a hint pair "
+            "(feature_pairs=[(teacher_layer_name, student_layer_name)]) with "
+            "the mean squared error; both layer names are needed and the "
+            "loss must be 'mse'. Received: FeatureDistillation(loss="
+            f"{feature_loss.loss!r}, teacher_layer_name="
+            f"{feature_loss.teacher_layer_name!r}, student_layer_name="
+            f"{feature_loss.student_layer_name!r})"
+        )
+    return (feature_loss.teacher_layer_name, feature_loss.student_layer_name)
+
+
+def _logits_term(logits_items, labels_weight, temperature,
+                 distillation_loss_weights, student_loss_weight):
+    """The one LogitsDistillation, checked to be Distiller's KL term."""
     if len(logits_items) != 1:
         raise ValueError(
             "Distiller's objective has exactly one logits term (the KL "
@@ -181,31 +217,31 @@ def translate_keras_arguments(
             f"Received: temperature={temperature!r}, "
             f"LogitsDistillation(temperature={logits_loss.temperature!r})"
         )
-    if pairs and feature_pairs is not None:
+    return logits_loss
+
+
+def _check_feature_terms(pairs, pair_weights, feature_pairs, feature_weight,
+                         distillation_loss_weights) -> None:
+    """FeatureDistillation hints must not clash with Distiller's own."""
+    if not pairs:
+        return
+    if feature_pairs is not None:
         raise ValueError(
             "Give hint layers as `feature_pairs` or as FeatureDistillation "
             f"objects, not both. Received: feature_pairs={feature_pairs!r}"
         )
-    if pairs and len(set(pair_weights)) != 1:
+    if len(set(pair_weights)) != 1:
         raise ValueError(
             "Distiller has one `feature_weight` for every hint pair; the "
             "FeatureDistillation weights must be equal. Received: "
             f"distillation_loss_weights={distillation_loss_weights!r}"
         )
-    if pairs and feature_weight is not None:
+    if feature_weight is not None:
         raise ValueError(
             "`feature_weight` is set by the FeatureDistillation weights "
             "((1 - student_loss_weight) * weight); pass one of them. "
             f"Received: feature_weight={feature_weight!r}"
         )
-    return {
-        "alpha": 1.0 - labels_weight,
-        "temperature": float(logits_loss.temperature),
-        "feature_pairs": pairs or feature_pairs,
-        "feature_weight": (
-            (1.0 - labels_weight) * pair_weights[0] if pairs else feature_weight
-        ),
-    }
 
 
 def check_label_loss(loss) -> None:
