@@ -185,14 +185,28 @@ class CoDistillation(MutualLearning):
             trainable=False,
             autocast=False,
         )
-        self.snapshots = [
+        self.snapshots = self._make_snapshots(peers, local_snapshots, remote_peers)
+        self._set_snapshot_bookkeeping(peers, local_snapshots, remote_peers)
+        # Untracked: it has no weights and is no part of the saved model.
+        self._set_untracked(
+            "_full_precision_refresh",
+            FullPrecisionCall(self._refresh_and_return, name="snapshot_refresh"),
+        )
+        self.built = True
+
+    def _make_snapshots(self, peers, local_snapshots, remote_peers):
+        """A copy of each local peer (when there are two or more), then one
+        copy of the first peer per remote peer; each with its own layer
+        names (torch tracks parameters by path)."""
+        local = [
             copy_with_weights(
                 peer,
                 name=f"{peer.name}_snapshot",
                 layer_prefix=f"{peer.name}_snapshot_",
             )
             for peer in peers[:local_snapshots]
-        ] + [
+        ]
+        remote = [
             copy_with_weights(
                 peers[0],
                 name=f"remote_snapshot_{index}",
@@ -200,6 +214,10 @@ class CoDistillation(MutualLearning):
             )
             for index in range(remote_peers)
         ]
+        return local + remote
+
+    def _set_snapshot_bookkeeping(self, peers, local_snapshots, remote_peers):
+        """Which snapshot teaches which peer, and which weights refresh which."""
         # Which snapshot may teach which peer: not its own, every remote one.
         ownership = np.ones((len(peers), len(self.snapshots)), "float32")
         for index in range(local_snapshots):
@@ -219,12 +237,6 @@ class CoDistillation(MutualLearning):
                 for index in indices
             )
         self._set_untracked("_snapshot_pairs", pairs)
-        # Untracked: it has no weights and is no part of the saved model.
-        self._set_untracked(
-            "_full_precision_refresh",
-            FullPrecisionCall(self._refresh_and_return, name="snapshot_refresh"),
-        )
-        self.built = True
 
     # -- the snapshots ------------------------------------------------- #
 
