@@ -27,6 +27,10 @@ from keras_selfdistill.models import SelfDistillModel
 from keras_selfdistill.models import SelfEnsembleTeacher
 from keras_selfdistill.models import TrainingInputs
 from keras_selfdistill.sample_index import with_sample_index
+from keras_selfdistill.collapse_monitor import CollapseMonitor
+from keras_selfdistill.layers.dino_head import DINOHead
+from keras_selfdistill.models import DINO
+from keras_selfdistill.multi_crop import MultiCrop
 
 __version__ = "0.1.0"
 
@@ -55,4 +59,8 @@ __all__ = [
     "repeat_last_half_batches",
     "with_sample_index",
     "__version__",
+    "CollapseMonitor",
+    "DINO",
+    "DINOHead",
+    "MultiCrop",
 ]

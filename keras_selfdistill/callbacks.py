@@ -421,3 +421,7 @@ class PlotWriter(keras.callbacks.Callback):
             path = os.path.join(self.directory, ANYTIME_FILENAME)
             plots.plot_anytime_curve(curve, path)
             self.written_paths.append(path)
+
+
+# DINO's collapse warning lives in its own module; re-exported here.
+from keras_selfdistill.collapse_monitor import CollapseMonitor  # noqa: E402,F401

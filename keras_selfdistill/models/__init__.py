@@ -11,6 +11,7 @@ from keras_selfdistill.models.progressive_self_distillation import ProgressiveSe
 from keras_selfdistill.models.self_distill_model import SelfDistillModel
 from keras_selfdistill.models.self_ensemble import SelfEnsembleTeacher
 from keras_selfdistill.models.training_inputs import TrainingInputs
+from keras_selfdistill.models.dino import DINO
 
 __all__ = [
     "BornAgain",
@@ -24,4 +25,5 @@ __all__ = [
     "SelfDistillModel",
     "SelfEnsembleTeacher",
     "TrainingInputs",
+    "DINO",
 ]
