@@ -24,6 +24,7 @@ COLOR_JITTER_PROBABILITY = 0.8
 GRAYSCALE_PROBABILITY = 0.2
 #: torchvision ColorJitter(brightness=0.4, contrast=0.4, saturation=0.2).
 BRIGHTNESS, CONTRAST, SATURATION = 0.4, 0.4, 0.2
+_SEED_STATE_KEY = "seed_generator_state"
 _LOG_RATIO = (math.log(3.0 / 4.0), math.log(4.0 / 3.0))
 
 
@@ -309,6 +310,18 @@ class MultiCrop(keras.layers.Layer):
             for _ in range(self.num_local_crops)
         ]
         return views
+
+    def save_own_variables(self, store):
+        """Saves the random generator's state with the weights (Keras saves
+        a layer's own variables only), so a run restored from a checkpoint
+        or `BackupAndRestore` draws the crops it would have drawn."""
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        """Restores what `save_own_variables` saved."""
+        if _SEED_STATE_KEY in store:
+            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
 
     def compute_output_shape(self, input_shape):
         batch, channels = input_shape[0], input_shape[-1]
