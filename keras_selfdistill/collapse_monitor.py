@@ -45,6 +45,8 @@ class CollapseMonitor(keras.callbacks.Callback):
     def __init__(self, margin=0.02, stop_training=False, num_outputs=None):
         super().__init__()
         check_number("margin", margin, 0.0, 0.5, False, "in (0, 0.5)")
+        if margin == 0.5:  # check_number's upper bound is inclusive
+            raise ValueError(f"`margin` must be in (0, 0.5). Received: margin={margin!r}")
         if num_outputs is not None and (
             isinstance(num_outputs, bool)
             or not isinstance(num_outputs, int)
