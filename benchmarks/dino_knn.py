@@ -180,6 +180,7 @@ def train_dino(args, x_train, seed):
         multi_crop=MultiCrop(global_size=32, local_size=16,
                              num_local_crops=args.local_crops, seed=seed),
         warmup_teacher_temperature_epochs=max(1, args.epochs // 3),
+        teacher_temperature=args.teacher_temperature,
         momentum=args.momentum,
     )
     steps = args.epochs * int(np.ceil(len(x_train) / args.batch_size))
@@ -191,6 +192,7 @@ def train_dino(args, x_train, seed):
     history = model.fit(x_train, batch_size=args.batch_size, epochs=args.epochs,
                         verbose=2 if not args.smoke else 0,
                         callbacks=[MomentumScheduler(start=args.momentum)])
+    print(f"DINO trained: {len(x_train)} images, {args.epochs} epochs", flush=True)
     return model.export_backbone("teacher"), {
         key: [round(float(v), 4) for v in values]
         for key, values in history.history.items()
@@ -289,6 +291,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--bottleneck-dim", type=int, default=128)
     parser.add_argument("--local-crops", type=int, default=4)
     parser.add_argument("--momentum", type=float, default=0.99)
+    parser.add_argument("--teacher-temperature", type=float, default=0.07,
+                        help="tau_t after the warm-up from 0.04 (a third of the epochs)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--arms", nargs="+", default=["random", "dino", "supervised"],
                         choices=["random", "dino", "supervised"])

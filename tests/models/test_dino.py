@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 from backend_utils import gradients
+from backend_utils import tensorflow_pass_only
 
 from keras_selfdistill import CollapseMonitor
 from keras_selfdistill import DINO
@@ -154,6 +155,7 @@ def test_gradient_reaches_only_the_student_and_the_last_layer_after_the_freeze(
     assert all(np.any(g != 0) for g in by_path.values())
 
 
+@tensorflow_pass_only("the same few ops on every backend; the resume and predict tests run them on each")
 def test_teacher_is_the_moving_average_of_the_student():
     model = make_dino(momentum=0.8)
     start = [numpy_of(w) for w in model.backbone.weights]
@@ -196,7 +198,7 @@ def test_predict_serves_backbone_features_and_export_copies_that_backbone(serve)
     assert not np.allclose(served, numpy_of(other(IMAGES, training=False)), atol=1e-5)
     exported = model.export_backbone(serve)
     assert isinstance(exported, keras.Model) and not isinstance(exported, DINO)
-    np.testing.assert_allclose(exported.predict(IMAGES, verbose=0), served, atol=1e-5)
+    np.testing.assert_allclose(exported.predict(IMAGES, verbose=0), served, rtol=1e-5, atol=1e-5)
     exported.layers[1].kernel.assign(np.zeros(exported.layers[1].kernel.shape))
     np.testing.assert_allclose(model.predict(IMAGES, verbose=0), served, atol=1e-6)
 
@@ -254,6 +256,7 @@ def test_fit_interrupted_mid_epoch_resumes_exactly_from_the_backup(tmp_path):
                                    err_msg=a.path)
 
 
+@tensorflow_pass_only("a callback reading the history")
 def test_collapse_monitor_warns_on_a_uniform_teacher():
     # A huge teacher temperature flattens the teacher: entropy = log K.
     model = make_dino(teacher_temperature=1e3, warmup_teacher_temperature=1e3)
@@ -264,6 +267,7 @@ def test_collapse_monitor_warns_on_a_uniform_teacher():
     assert monitor.collapses[0][1] == "uniform"
 
 
+@tensorflow_pass_only("thresholds on a number")
 @pytest.mark.parametrize("entropy, kind", [(0.001, "one-hot"), (np.log(K), "uniform"),
                                             (1.0, None)])
 def test_collapse_monitor_thresholds(entropy, kind):
@@ -319,4 +323,5 @@ def test_multi_crop_resamples_a_ramp_into_a_monotone_ramp():
         # Monotone (flipped or not); an edge pixel may repeat (clamped).
         assert np.all((steps >= -1e-6).all(1) | (steps <= 1e-6).all(1))
         assert np.all(np.ptp(row, axis=1) > 0.05)
-        assert np.all(np.ptp(row, axis=1) < 0.8)  # a crop, not the whole image
+        # At most sqrt(0.6 * 4/3) of the width (0.87 of the ramp): not all of it.
+        assert np.all(np.ptp(row, axis=1) < 0.9)
