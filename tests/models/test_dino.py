@@ -168,8 +168,10 @@ def test_teacher_is_the_moving_average_of_the_student():
 
 
 def test_fit_without_labels_reports_collapse_numbers_and_follows_the_schedules():
+    # Photometric augmentations too, except on JAX, where they triple the
+    # XLA compile of this test (they run on JAX in the MultiCrop tests).
     model = make_dino(teacher_temperature=0.07, warmup_teacher_temperature=0.04,
-                      color_augmentation=True)
+                      color_augmentation=keras.backend.backend() != "jax")
     # The backend's compiled step: a tf.function graph on TensorFlow (XLA
     # there compiles for ~50 s on a CPU: checked by hand, see docs/dino.md),
     # XLA on JAX, the plain step on torch.
@@ -188,18 +190,20 @@ def test_fit_without_labels_reports_collapse_numbers_and_follows_the_schedules()
 
 @pytest.mark.parametrize("serve", ["teacher", "student"])
 def test_predict_serves_backbone_features_and_export_copies_that_backbone(serve):
-    model = make_dino(serve=serve, momentum=0.5)
-    model.compile(optimizer=keras.optimizers.SGD(0.5), run_eagerly=True)
-    model.fit(IMAGES, batch_size=4, epochs=1, verbose=0)
+    model = make_dino(serve=serve)
+    kernel = model.backbone.get_layer("conv").kernel
+    kernel.assign(numpy_of(kernel) * 2.0)  # the student moves, the teacher not
     served = model.predict(IMAGES, verbose=0)
     source = model.teacher_backbone if serve == "teacher" else model.backbone
-    np.testing.assert_allclose(served, numpy_of(source(IMAGES, training=False)), atol=1e-5)
+    np.testing.assert_allclose(served, numpy_of(source(IMAGES, training=False)),
+                               rtol=1e-5, atol=1e-5)
     other = model.backbone if serve == "teacher" else model.teacher_backbone
-    assert not np.allclose(served, numpy_of(other(IMAGES, training=False)), atol=1e-5)
+    assert not np.allclose(served, numpy_of(other(IMAGES, training=False)), atol=1e-3)
     exported = model.export_backbone(serve)
     assert isinstance(exported, keras.Model) and not isinstance(exported, DINO)
-    np.testing.assert_allclose(exported.predict(IMAGES, verbose=0), served, rtol=1e-5, atol=1e-5)
-    exported.layers[1].kernel.assign(np.zeros(exported.layers[1].kernel.shape))
+    np.testing.assert_allclose(numpy_of(exported(IMAGES, training=False)), served,
+                               rtol=1e-5, atol=1e-5)
+    exported.get_layer("conv").kernel.assign(np.zeros(kernel.shape))
     np.testing.assert_allclose(model.predict(IMAGES, verbose=0), served, atol=1e-6)
 
 
