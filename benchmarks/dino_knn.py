@@ -187,8 +187,10 @@ def train_dino(args, x_train, seed):
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, steps, alpha=0.0, warmup_target=args.learning_rate,
         warmup_steps=max(1, steps // 10))
+    # --smoke: no tracing (two steps cost less eagerly than traced).
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.04,
-                                                   clipnorm=3.0))
+                                                   clipnorm=3.0),
+                  run_eagerly=args.smoke)
     history = model.fit(x_train, batch_size=args.batch_size, epochs=args.epochs,
                         verbose=2 if not args.smoke else 0,
                         callbacks=[MomentumScheduler(start=args.momentum)])
