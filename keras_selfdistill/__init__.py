@@ -28,6 +28,10 @@ from keras_selfdistill.models import SelfEnsembleTeacher
 from keras_selfdistill.models import TrainingInputs
 from keras_selfdistill.sample_index import with_sample_index
 from keras_selfdistill.models import CoDistillation
+from keras_selfdistill.collapse_monitor import CollapseMonitor
+from keras_selfdistill.layers.dino_head import DINOHead
+from keras_selfdistill.models import DINO
+from keras_selfdistill.multi_crop import MultiCrop
 
 __version__ = "0.1.0"
 
@@ -36,11 +40,16 @@ __all__ = [
     "BornAgain",
     "ClassPairedBatches",
     "ClassWiseSelfDistillation",
+    "CoDistillation",
+    "CollapseMonitor",
+    "DINO",
+    "DINOHead",
     "Distiller",
-    "EMATeacher",
     "EarlyExitPredictions",
+    "EMATeacher",
     "LastBatchRepeats",
     "LastBatchSelfDistillation",
+    "MultiCrop",
     "MutualLearning",
     "ProgressiveSelfDistillation",
     "SelfDistillModel",
@@ -56,5 +65,4 @@ __all__ = [
     "repeat_last_half_batches",
     "with_sample_index",
     "__version__",
-    "CoDistillation",
 ]

@@ -732,3 +732,5 @@ class CheckpointExchange(keras.callbacks.Callback):
                 stacklevel=2,
             )
         self._reported_missing = missing
+# DINO's collapse warning lives in its own module; re-exported here.
+from keras_selfdistill.collapse_monitor import CollapseMonitor  # noqa: E402,F401

@@ -1153,3 +1153,12 @@ __all__ = [
     "weighted_batch_mean",
 ]
 
+
+
+# DINO's math lives in its own module (one job: the multi-crop loss, the
+# centre, the temperature); re-exported here with the rest of the losses.
+from keras_selfdistill.dino_loss import dino_loss_terms  # noqa: E402,F401
+from keras_selfdistill.dino_loss import teacher_temperature_at  # noqa: E402,F401
+from keras_selfdistill.dino_loss import updated_center  # noqa: E402,F401
+
+__all__ += ["dino_loss_terms", "teacher_temperature_at", "updated_center"]

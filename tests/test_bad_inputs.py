@@ -46,6 +46,10 @@ from keras_selfdistill import TeacherFreeLoss  # noqa: E402
 from keras_selfdistill import last_batch_repeat_order  # noqa: E402
 from keras_selfdistill import repeat_last_half_batches  # noqa: E402
 from keras_selfdistill import with_sample_index  # noqa: E402
+from keras_selfdistill import CollapseMonitor  # noqa: E402
+from keras_selfdistill import DINO  # noqa: E402
+from keras_selfdistill import DINOHead  # noqa: E402
+from keras_selfdistill import MultiCrop  # noqa: E402
 from keras_selfdistill import losses  # noqa: E402
 from keras_selfdistill.callbacks import CosineSchedule  # noqa: E402
 from keras_selfdistill.callbacks import HyperparameterScheduler  # noqa: E402
@@ -1904,6 +1908,114 @@ BAD_INPUTS = [
         "Received: a MutualLearning.",
     ),
 ]
+
+
+def dino_backbone(output_rank=2):
+    """Images (any size) to 4 features; `output_rank=4` keeps the map."""
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    if output_rank == 2:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    return keras.Model(inputs, x, name="dino_backbone")
+
+
+def small_dino(**kwargs):
+    return DINO(dino_backbone(), output_dim=8, hidden_dim=8, bottleneck_dim=4,
+                multi_crop=MultiCrop(8, 4, 1, seed=0), **kwargs)
+
+
+def fit_dino_with_labels():
+    model = small_dino()
+    model.compile(optimizer="sgd")
+    model.fit(IMAGES[:4, :, :, :1].repeat(3, -1), LABELS[:4], verbose=0)
+
+
+DINO_BAD_INPUTS = [
+    BadInput(
+        "DINO", "a backbone that is not a keras.Model",
+        lambda tmp: DINO(keras.layers.Dense(4)),
+        ValueError, "`backbone` must be a built keras.Model mapping images to features",
+        "Received: Dense",
+    ),
+    BadInput(
+        "DINO", "a backbone returning a feature map, not a vector",
+        lambda tmp: DINO(dino_backbone(output_rank=4)),
+        ValueError, "`backbone` must have one output of features (batch, D)",
+        "Received: output shape(s) [(None, None, None, 4)]",
+    ),
+    BadInput(
+        "DINO", "an unknown served network",
+        lambda tmp: small_dino(serve="ema"),
+        ValueError, "`serve` must be one of ['teacher', 'student']",
+        "Received: serve='ema'",
+    ),
+    BadInput(
+        "DINO", "a non-positive teacher temperature",
+        lambda tmp: small_dino(teacher_temperature=0.0),
+        ValueError, "`teacher_temperature` must be > 0",
+        "Received: teacher_temperature=0.0",
+    ),
+    BadInput(
+        "DINO", "a negative freeze length",
+        lambda tmp: small_dino(freeze_last_layer_epochs=-1),
+        ValueError, "`freeze_last_layer_epochs` must be an integer >= 0",
+        "Received: freeze_last_layer_epochs=-1",
+    ),
+    BadInput(
+        "DINO.fit", "labels (DINO learns without them)",
+        lambda tmp: fit_dino_with_labels(),
+        ValueError, "DINO learns without labels: call fit(images)",
+        "Received: y of type ndarray",
+    ),
+    BadInput(
+        "DINO.compile", "metrics (there are no labels)",
+        lambda tmp: small_dino().compile(metrics=["accuracy"]),
+        ValueError, "DINO trains without labels, so `metrics` must be None",
+        "Received: metrics=['accuracy']",
+    ),
+    BadInput(
+        "DINO.export_backbone", "an unknown network",
+        lambda tmp: small_dino().export_backbone("ema"),
+        ValueError, "`which` must be one of ['teacher', 'student']",
+        "Received: which='ema'",
+    ),
+    BadInput(
+        "DINOHead", "zero outputs",
+        lambda tmp: DINOHead(0),
+        ValueError, "`output_dim` must be an integer >= 1", "Received: output_dim=0",
+    ),
+    BadInput(
+        "MultiCrop", "a scale range the wrong way round",
+        lambda tmp: MultiCrop(global_scale=(0.9, 0.4)),
+        ValueError, "`global_scale` must be a pair (low, high) with 0 < low <= high <= 1",
+        "Received: global_scale=(0.9, 0.4)",
+    ),
+    BadInput(
+        "MultiCrop", "a negative number of local crops",
+        lambda tmp: MultiCrop(num_local_crops=-2),
+        ValueError, "`num_local_crops` must be an integer >= 0",
+        "Received: num_local_crops=-2",
+    ),
+    BadInput(
+        "MultiCrop", "a batch that is not of images",
+        lambda tmp: MultiCrop(8, 4, 1)(np.zeros((2, 8), "float32")),
+        ValueError, "MultiCrop takes a batch of images (batch, height, width, channels)",
+        "Received: images of shape (2, 8)",
+    ),
+    BadInput(
+        "CollapseMonitor", "a margin of half log K or more",
+        lambda tmp: CollapseMonitor(margin=0.5),
+        ValueError, "`margin` must be in (0, 0.5)", "Received: margin=0.5",
+    ),
+    BadInput(
+        "losses.dino_loss_terms", "a single crop",
+        lambda tmp: losses.dino_loss_terms(np.zeros((1, 2, 3)), np.zeros((1, 2, 3)),
+                                           np.zeros(3)),
+        ValueError, "DINO needs at least two crops",
+        "Received: student_logits with 1 crop(s)",
+    ),
+]
+BAD_INPUTS = BAD_INPUTS + DINO_BAD_INPUTS
 
 
 def row_id(row):

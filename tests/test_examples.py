@@ -36,6 +36,7 @@ EXAMPLES = (
     "born_again_example",
     "mutual_learning_example",
     "ema_teacher_example",
+    "dino_cifar10",
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -137,6 +138,13 @@ def test_ema_teacher_example_ends_with_the_final_momentum(offline):
     assert_accuracy(results["teacher"])
     assert results["final_momentum"] == pytest.approx(1.0)
     assert "val_teacher_accuracy" in results["history"]
+
+
+def test_dino_example_trains_without_labels_and_scores_the_teacher(offline):
+    results = run_smoke("dino_cifar10")
+    assert_accuracy(results["knn"])
+    for key in ("loss", "teacher_entropy", "kl_divergence", "teacher_temperature"):
+        assert np.isfinite(results["history"][key][-1])
 
 
 # -- the recipe --------------------------------------------------------------- #

@@ -12,6 +12,7 @@ from keras_selfdistill.models.self_distill_model import SelfDistillModel
 from keras_selfdistill.models.self_ensemble import SelfEnsembleTeacher
 from keras_selfdistill.models.training_inputs import TrainingInputs
 from keras_selfdistill.models.co_distillation import CoDistillation
+from keras_selfdistill.models.dino import DINO
 
 __all__ = [
     "BornAgain",
@@ -26,4 +27,5 @@ __all__ = [
     "SelfEnsembleTeacher",
     "TrainingInputs",
     "CoDistillation",
+    "DINO",
 ]
