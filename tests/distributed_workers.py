@@ -27,6 +27,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 GLOBAL_BATCH = 32
 STEPS = 6
 FAMILIES = ("SelfDistillModel", "Distiller")
+#: Models whose own state changes inside the step (a step counter and
+#: snapshots refreshed every 2 steps after 2 of burn-in; a momentum
+#: teacher), without batch normalisation: checked under MirroredStrategy.
+STATEFUL_FAMILIES = ("CoDistillation", "EMATeacher")
 
 
 class StepLosses:
@@ -54,9 +58,25 @@ def digits():
     return images[:count], labels[:count]
 
 
+def build_stateful(family):
+    import model_families
+
+    from keras_selfdistill import CoDistillation
+    from keras_selfdistill import EMATeacher
+
+    if family == "CoDistillation":
+        return CoDistillation(
+            [model_families.classifier(16, "peer_a"), model_families.classifier(16, "peer_b")],
+            refresh_steps=2, burn_in_steps=2,
+        )
+    return EMATeacher(model_families.classifier(16, "student"), momentum=0.9)
+
+
 def build(family, head_batch_norm=True):
     import model_families
 
+    if family in STATEFUL_FAMILIES:
+        return build_stateful(family)
     if family == "SelfDistillModel":
         return model_families.self_distill_model(head_batch_norm=head_batch_norm)
     return model_families.FAMILIES[family]()
@@ -99,7 +119,7 @@ def mirrored():
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     result = {"replicas": strategy.num_replicas_in_sync}
-    for family in FAMILIES:
+    for family in FAMILIES + STATEFUL_FAMILIES:
         # Each replica normalises its own slice of the batch, one device the
         # whole batch: without batch norm in the heads the two compute the
         # same function (see docs/scaling.md).
