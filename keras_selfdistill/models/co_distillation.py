@@ -336,11 +336,8 @@ class CoDistillation(MutualLearning):
             return list(y_pred["logits"])
         return super().head_logits_for_metrics(y_pred)
 
-    def compute_loss(
-        self, x=None, y=None, y_pred=None, sample_weight=None, training=True
-    ):
-        self.check_training_batch(y, y_pred)
-        terms = losses.co_distillation_loss(
+    def peer_loss_terms(self, y, y_pred, sample_weight):
+        return losses.co_distillation_loss(
             y,
             y_pred["logits"],
             y_pred["teacher_logits"],
@@ -350,13 +347,6 @@ class CoDistillation(MutualLearning):
             sample_weight=sample_weight,
             scale_by_temperature_squared=self.scale_by_temperature_squared,
         )
-        tracked = {
-            "cross_entropy": terms["cross_entropy"],
-            "distillation": terms["distillation"],
-            **dict(zip(self.peer_names, terms["peer_totals"])),
-        }
-        self.update_loss_trackers(tracked, ops.shape(y_pred["logits"][0])[0])
-        return self.add_extra_losses(terms["total"])
 
     def layout_description(self) -> str:
         return (

@@ -288,14 +288,7 @@ class MutualLearning(DistillationBase):
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
         self.check_training_batch(y, y_pred)
-        terms = losses.mutual_learning_loss(
-            y,
-            y_pred["logits"],
-            alpha=self.alpha,
-            temperature=self.temperature,
-            sample_weight=sample_weight,
-            scale_by_temperature_squared=self.scale_by_temperature_squared,
-        )
+        terms = self.peer_loss_terms(y, y_pred, sample_weight)
         tracked = {
             "cross_entropy": terms["cross_entropy"],
             "distillation": terms["distillation"],
@@ -303,6 +296,19 @@ class MutualLearning(DistillationBase):
         }
         self.update_loss_trackers(tracked, ops.shape(y_pred["logits"][0])[0])
         return self.add_extra_losses(terms["total"])
+
+    def peer_loss_terms(self, y, y_pred, sample_weight):
+        """The loss terms of a training batch (`mutual_learning_loss`'s
+        dict: `total`, `cross_entropy`, `distillation`, `peer_totals`);
+        subclasses with other teachers override only this."""
+        return losses.mutual_learning_loss(
+            y,
+            y_pred["logits"],
+            alpha=self.alpha,
+            temperature=self.temperature,
+            sample_weight=sample_weight,
+            scale_by_temperature_squared=self.scale_by_temperature_squared,
+        )
 
     # -- serialization --------------------------------------------------- #
 
