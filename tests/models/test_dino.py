@@ -305,6 +305,12 @@ def test_head_outputs_cosines_to_weight_normalised_prototypes():
     run_serialization_test(head)
 
 
+def test_head_saves_and_loads_with_its_predictions():
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, DINOHead(K, hidden_dim=8, bottleneck_dim=4, num_layers=2)(inputs))
+    run_model_saving_test(model, np.random.default_rng(4).normal(size=(5, 6)).astype("float32"))
+
+
 def test_multi_crop_is_seeded_in_range_and_keeps_a_constant_image_constant():
     crops = [numpy_of(c) for c in MultiCrop(8, 4, 2, seed=3)(IMAGES)]
     again = [numpy_of(c) for c in MultiCrop(8, 4, 2, seed=3)(IMAGES)]
