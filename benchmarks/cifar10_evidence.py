@@ -180,7 +180,8 @@ def cifar_resnet(width: int = 16, blocks_per_stage: int = 3) -> keras.Model:
 def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 0,
          batch_size: int = 128) -> dict:
     """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`,
-    `sd_byot_heads` (`sd` with the authors' head blocks), and the head-free
+    `sd_byot_heads` (`sd` with the authors' head blocks), `sd_gradient_0.3`
+    etc. (`sd` with `head_gradient_scale`), and the head-free
     `label_smoothing`, `tf_kd` (teacher-free KD), `cs_kd` (class-wise
     self-distillation), `ps_kd` (needs `num_samples` and `epochs`) and `dlb`
     (batches of `2 * batch_size`, half of them repeated), and the online and
@@ -201,7 +202,15 @@ def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 
             plain(), taps=TAPS, head_block="double", head_attention=True
         )
 
+    def sd_gradient(scale):
+        # The heads' gradient into the backbone scaled by `scale`.
+        return lambda: SelfDistillModel.from_backbone(
+            plain(), taps=TAPS, head_gradient_scale=scale
+        )
+
     return dict(plain=plain, heads_ce=heads_ce, sd=sd, sd_byot_heads=sd_byot_heads,
+                **{f"sd_gradient_{scale}": sd_gradient(scale)
+                   for scale in harness.HEAD_GRADIENT_SCALES},
                 **headfree_arms(plain, num_samples=num_samples, epochs=epochs,
                                 batch_size=batch_size),
                 **online_arms(plain))

@@ -126,6 +126,11 @@ def paired_difference(arm_values, baseline_values) -> dict:
 # ---------------------------------------------------------------------- #
 
 
+#: `head_gradient_scale` values the evidence scripts offer as arms
+#: `sd_gradient_<scale>`.
+HEAD_GRADIENT_SCALES = (0.1, 0.3, 0.5)
+
+
 @dataclass
 class Recipe:
     """How every arm is trained.

@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_selfdistill.layers import separable_convolution
 from keras_selfdistill.validation import check_integer
+from keras_selfdistill.validation import check_unit_interval
 
 _CONVOLUTIONS = {3: layers.Conv1D, 4: layers.Conv2D, 5: layers.Conv3D}
 # Keras has no separable 3-D convolution; volumes use a full one.
@@ -21,6 +22,29 @@ _POOLINGS = {
     4: layers.GlobalAveragePooling2D,
     5: layers.GlobalAveragePooling3D,
 }
+
+
+def scale_gradient(x, scale: float):
+    """`x` unchanged in the forward pass; `scale` times its gradient backward.
+
+    `stop_gradient(x) + scale * (x - stop_gradient(x))`: the second term is
+    exactly 0 forward, so the value is `x` bit for bit, and its gradient is
+    `scale` times the incoming one.
+
+    Args:
+        x: tensor.
+        scale: float in [0, 1]. `1` returns `x` itself, `0`
+            `stop_gradient(x)`.
+
+    Returns:
+        A tensor equal to `x`.
+    """
+    if scale == 1.0:
+        return x
+    frozen = ops.stop_gradient(x)
+    if scale == 0.0:
+        return frozen
+    return frozen + scale * (x - frozen)
 
 
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
@@ -47,11 +71,13 @@ class HeadBottleneck(keras.layers.Layer):
         batch_norm_momentum=0.9,
         block="single",
         attention=False,
+        gradient_scale=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.block = block
         self.attention = attention
+        self.gradient_scale = gradient_scale
         self.separable = separable
         self.batch_norm_momentum = batch_norm_momentum
         self.width = width
@@ -195,6 +221,7 @@ class HeadBottleneck(keras.layers.Layer):
         return ops.sigmoid(x[:, : inputs.shape[1], : inputs.shape[2], :])
 
     def call(self, inputs, training=None):
+        inputs = scale_gradient(inputs, self.gradient_scale)
         x = inputs
         if self.attention:
             gate = self.attention_map(inputs, training=training)
@@ -219,6 +246,7 @@ class HeadBottleneck(keras.layers.Layer):
                 "batch_norm_momentum": self.batch_norm_momentum,
                 "block": self.block,
                 "attention": self.attention,
+                "gradient_scale": self.gradient_scale,
             }
         )
         return config
@@ -320,6 +348,13 @@ class AuxiliaryHead(keras.layers.Layer):
             output layer; `SelfDistillModel.from_backbone` sets it when the
             backbone's own logits are float32. `None` uses the head's
             policy. Defaults to `None`.
+        gradient_scale: float in [0, 1]. Fraction of the head's gradient
+            that flows back into the layer it is attached to (the
+            backbone); the head's own weights always get all of theirs.
+            `1` is the paper's deep supervision, `0` trains the head on a
+            frozen backbone (the served classifier then trains as if the
+            head were absent), values between soften the heads' pull on
+            the shallow stages. Defaults to `1.0`.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -366,31 +401,17 @@ class AuxiliaryHead(keras.layers.Layer):
         block="single",
         attention=False,
         classifier_dtype=None,
+        gradient_scale=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_integer("num_classes", num_classes, 1)
-        if not isinstance(block, str) or block not in BLOCKS:
-            raise ValueError(
-                f"`block` must be one of {', '.join(map(repr, BLOCKS))}. "
-                f"Received: block={block!r}"
-            )
-        if not isinstance(attention, bool):
-            raise ValueError(
-                "`attention` must be True or False. "
-                f"Received: attention={attention!r}"
-            )
-        if isinstance(batch_norm_momentum, bool) or not isinstance(
-            batch_norm_momentum, (int, float)
-        ) or not 0.0 <= batch_norm_momentum < 1.0:
-            raise ValueError(
-                "`batch_norm_momentum` must be a number in [0, 1). "
-                f"Received: batch_norm_momentum={batch_norm_momentum!r}"
-            )
         if width is not None:
             check_integer("width", width, 1)
         check_integer("num_downsampling", num_downsampling, 0)
         check_integer("kernel_size", kernel_size, 1)
+        _check_block_arguments(block, attention, batch_norm_momentum)
+        check_unit_interval("gradient_scale", gradient_scale)
         self.num_classes = num_classes
         self.width = width
         self.num_downsampling = num_downsampling
@@ -405,6 +426,7 @@ class AuxiliaryHead(keras.layers.Layer):
             None if classifier_dtype is None
             else keras.dtype_policies.get(classifier_dtype)
         )
+        self.gradient_scale = float(gradient_scale)
         self.bottleneck = None
         self.classifier = None
 
@@ -421,6 +443,7 @@ class AuxiliaryHead(keras.layers.Layer):
             batch_norm_momentum=self.batch_norm_momentum,
             block=self.block,
             attention=self.attention,
+            gradient_scale=self.gradient_scale,
             dtype=self.dtype_policy,
             name=f"{self.name}_bottleneck",
         )
@@ -455,9 +478,32 @@ class AuxiliaryHead(keras.layers.Layer):
                 "attention": self.attention,
                 "classifier_dtype": None if self.classifier_dtype is None
                 else keras.saving.serialize_keras_object(self.classifier_dtype),
+                "gradient_scale": self.gradient_scale,
             }
         )
         return config
+
+
+def _check_block_arguments(block, attention, batch_norm_momentum) -> None:
+    """Refuses a `block`, `attention` or `batch_norm_momentum` a head cannot
+    use, naming the value and what is allowed."""
+    if not isinstance(block, str) or block not in BLOCKS:
+        raise ValueError(
+            f"`block` must be one of {', '.join(map(repr, BLOCKS))}. "
+            f"Received: block={block!r}"
+        )
+    if not isinstance(attention, bool):
+        raise ValueError(
+            "`attention` must be True or False. "
+            f"Received: attention={attention!r}"
+        )
+    if isinstance(batch_norm_momentum, bool) or not isinstance(
+        batch_norm_momentum, (int, float)
+    ) or not 0.0 <= batch_norm_momentum < 1.0:
+        raise ValueError(
+            "`batch_norm_momentum` must be a number in [0, 1). "
+            f"Received: batch_norm_momentum={batch_norm_momentum!r}"
+        )
 
 
 def _check_input_shape(input_shape, attention) -> None:

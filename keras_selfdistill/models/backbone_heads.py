@@ -16,6 +16,7 @@ from keras_selfdistill.models.graph import classifier_features
 from keras_selfdistill.models.graph import known_outputs
 from keras_selfdistill.models.graph import producing_layer
 from keras_selfdistill.validation import check_integer
+from keras_selfdistill.validation import check_unit_interval
 from keras_selfdistill.validation import close_matches_hint
 
 
@@ -27,6 +28,7 @@ def attach_heads(
     head_block="single",
     head_attention=False,
     features=None,
+    head_gradient_scale=1.0,
 ):
     """Calls an `AuxiliaryHead` on the output of each tapped layer.
 
@@ -43,6 +45,8 @@ def attach_heads(
         head_attention: bool (`AuxiliaryHead`'s `attention`).
         features: str or `None`. The layer whose output are the deepest
             classifier's features (found from the classifier when `None`).
+        head_gradient_scale: float in [0, 1] (`AuxiliaryHead`'s
+            `gradient_scale`).
 
     Returns:
         `(inputs, heads, output)`: the backbone's symbolic inputs (in the
@@ -55,6 +59,7 @@ def attach_heads(
         check_integer("head_width", head_width, 1)
     _check_num_downsampling(head_num_downsampling)
     _check_head_block(head_block, head_attention)
+    check_unit_interval("head_gradient_scale", head_gradient_scale)
     graph = _graph_with_taps(backbone, taps, features)
     inputs, output = backbone_inputs_and_output(graph)
     check_taps(graph, taps)
@@ -75,6 +80,7 @@ def attach_heads(
             block=head_block,
             attention=head_attention,
             classifier_dtype=_classifier_dtype(output),
+            gradient_scale=head_gradient_scale,
             name=f"head_{index + 1}",
         )
         heads.append(head(tapped))

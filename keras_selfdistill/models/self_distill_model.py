@@ -522,6 +522,7 @@ class SelfDistillModel(DistillationBase):
         head_num_downsampling="auto",
         head_block="single",
         head_attention=False,
+        head_gradient_scale=1.0,
         alpha=0.3,
         temperature=3.0,
         feature_weight=2.0,
@@ -562,6 +563,11 @@ class SelfDistillModel(DistillationBase):
             head_attention: bool. The authors' attention gate in every head
                 (`AuxiliaryHead`'s `attention`; 4-D images only). Defaults
                 to `False`.
+            head_gradient_scale: float in [0, 1]. Fraction of every head's
+                gradient that flows into the backbone (`AuxiliaryHead`'s
+                `gradient_scale`): `1` is the paper's, smaller values soften
+                the heads' pull on the shallow stages (see "Where it helps"
+                in the self-distillation guide). Defaults to `1.0`.
             alpha: float in [0, 1]. See the class docstring.
             temperature: float > 0. See the class docstring.
             feature_weight: float >= 0. See the class docstring.
@@ -602,6 +608,7 @@ class SelfDistillModel(DistillationBase):
             head_block,
             head_attention,
             features=features,
+            head_gradient_scale=head_gradient_scale,
         )
         return cls(
             backbone_inputs,
