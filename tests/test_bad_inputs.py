@@ -577,6 +577,12 @@ BAD_INPUTS = [
         "Received: head_attention='yes'",
     ),
     BadInput(
+        "SelfDistillModel.from_backbone", "head_gradient_scale negative",
+        lambda tmp: self_distill(head_gradient_scale=-0.5),
+        ValueError, "`head_gradient_scale` must be in [0, 1]",
+        "Received: head_gradient_scale=-0.5",
+    ),
+    BadInput(
         "SelfDistillModel.from_backbone", "the 0.1.0 name head_downsampling",
         lambda tmp: self_distill(head_downsampling=2),
         ValueError, "is now `head_num_downsampling`", "Received: head_downsampling=2",
@@ -1673,6 +1679,12 @@ BAD_INPUTS = [
         lambda tmp: AuxiliaryHead(3, batch_norm_momentum=1.0),
         ValueError, "`batch_norm_momentum` must be a number in [0, 1)",
         "Received: batch_norm_momentum=1.0",
+    ),
+    BadInput(
+        "AuxiliaryHead", "gradient_scale above 1",
+        lambda tmp: AuxiliaryHead(3, gradient_scale=2.0),
+        ValueError, "`gradient_scale` must be in [0, 1]",
+        "Received: gradient_scale=2.0",
     ),
     BadInput(
         "AuxiliaryHead", "a block structure that does not exist",

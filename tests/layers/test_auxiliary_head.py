@@ -3,9 +3,11 @@
 import keras
 import numpy as np
 import pytest
+from backend_utils import gradients
 
 from keras_selfdistill import AuxiliaryHead
 from keras_selfdistill import SelfDistillModel
+from keras_selfdistill.layers.auxiliary_head import scale_gradient
 from keras_selfdistill.testing import run_model_saving_test
 from keras_selfdistill.testing import run_serialization_test
 
@@ -277,3 +279,73 @@ def test_authors_head_trains_under_mixed_precision(policy):
         assert keras.backend.standardize_dtype(gate.dtype) == policy.split("_")[1]
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+# -- gradient_scale: the heads' pull on the backbone ------------------------ #
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.3, 1.0])
+def test_scale_gradient_keeps_the_value_and_scales_the_gradient(scale):
+    values = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    x = keras.Variable(values)
+    weights = np.arange(12, dtype="float32").reshape(4, 3)
+
+    # stop_gradient: torch cannot turn a tensor that needs grad into numpy.
+    scaled = keras.ops.stop_gradient(scale_gradient(x.value, scale))
+    # `+ sum(x)`: a path that always carries gradient 1 (torch refuses a
+    # loss with no gradient at all, the `scale=0` case).
+    (grad,) = gradients(
+        lambda: keras.ops.sum(scale_gradient(x.value, scale) * keras.ops.convert_to_tensor(weights))
+        + keras.ops.sum(x.value),
+        [x],
+    )
+
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(scaled), values)
+    np.testing.assert_allclose(grad, scale * weights + 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.25])
+def test_head_gradient_scale_scales_only_the_backbone_gradient(scale):
+    """The backbone layer below a head gets `scale` times the gradient of
+    the head's loss; the head's own weights get all of theirs."""
+    inputs = keras.Input((8, 8, 3))
+    stage = keras.layers.Conv2D(4, 3, padding="same", name="stage")
+    reference = AuxiliaryHead(num_classes=3, use_batch_norm=False, name="head")
+    scaled = AuxiliaryHead(num_classes=3, use_batch_norm=False, gradient_scale=scale,
+                           name="scaled_head")
+    features = stage(inputs)
+    reference(features), scaled(features)
+    scaled.set_weights(reference.get_weights())
+    images = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype("float32")
+
+    def head_loss(head):
+        return lambda: keras.ops.sum(keras.ops.square(head(stage(images))))
+
+    variables = [stage.kernel, *reference.trainable_weights]
+    full = gradients(head_loss(reference), variables)
+    part = gradients(head_loss(scaled), [stage.kernel, *scaled.trainable_weights])
+
+    np.testing.assert_allclose(part[0], scale * full[0], rtol=1e-5, atol=1e-7)
+    for mine, theirs in zip(part[1:], full[1:]):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_scale_round_trips_and_defaults_to_one():
+    head = AuxiliaryHead(num_classes=3, gradient_scale=0.3)
+    assert run_serialization_test(head).gradient_scale == 0.3
+    config = AuxiliaryHead(num_classes=3).get_config()
+    del config["gradient_scale"]
+    assert AuxiliaryHead.from_config(config).gradient_scale == 1.0
+
+
+def test_from_backbone_passes_head_gradient_scale_to_every_head():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="stage1")(inputs)
+    x = keras.layers.Conv2D(4, 3, name="stage2")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    backbone = keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+    model = SelfDistillModel.from_backbone(
+        backbone, taps=["stage1", "stage2"], head_gradient_scale=0.5
+    )
+    scales = [model.get_layer(f"head_{i}").bottleneck.gradient_scale for i in (1, 2)]
+    assert scales == [0.5, 0.5]
