@@ -14,7 +14,11 @@ harness (`benchmarks/harness.py`) as three paired arms per seed:
   (`ProgressiveSelfDistillation`, alpha_T 0.8 over all epochs) and `dlb`
   (`LastBatchSelfDistillation`, T 3, alpha 1: batches of twice `--batch-size`, half
   repeated from the previous step and re-augmented, so the same number of
-  steps and new samples per step as `plain`, twice the images per step).
+  steps and new samples per step as `plain`, twice the images per step);
+  `sd_gradient_<scale>` (`sd` with `head_gradient_scale`); `teacher` (the
+  ResNet twice as wide), `kd` (`Distiller` from that teacher, alpha 0.9,
+  T 4) and `born_again` (generation 1 of `BornAgain`, taught by the `plain`
+  arm of the same seed, alpha 0.5, T 1; with the generations' ensemble).
 
 SGD (momentum 0.9, weight decay 5e-4), cosine decay to 0, random crop
 (4-pixel zero padding) + horizontal flip, final-epoch weights.
@@ -46,6 +50,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from headfree_arms import headfree_arms  # noqa: E402
 from online_arms import online_arms  # noqa: E402
+from teacher_arms import teacher_arms  # noqa: E402
 
 from keras_selfdistill import SelfDistillModel  # noqa: E402
 
@@ -185,7 +190,9 @@ def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 
     `label_smoothing`, `tf_kd` (teacher-free KD), `cs_kd` (class-wise
     self-distillation), `ps_kd` (needs `num_samples` and `epochs`) and `dlb`
     (batches of `2 * batch_size`, half of them repeated), and the online and
-    temporal teachers `mutual_learning` (two peers) and `ema_teacher`."""
+    temporal teachers `mutual_learning` (two peers) and `ema_teacher`, and
+    the taught arms `teacher` (twice as wide), `kd` (from `teacher`) and
+    `born_again` (from `plain`)."""
     def plain():
         return cifar_resnet(width, blocks_per_stage)
 
@@ -213,7 +220,8 @@ def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 
                    for scale in harness.HEAD_GRADIENT_SCALES},
                 **headfree_arms(plain, num_samples=num_samples, epochs=epochs,
                                 batch_size=batch_size),
-                **online_arms(plain))
+                **online_arms(plain),
+                **teacher_arms(plain, lambda: cifar_resnet(2 * width, blocks_per_stage)))
 
 
 # ---------------------------------------------------------------------- #

@@ -37,9 +37,11 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
+from keras_selfdistill import Distiller
 from keras_selfdistill import EMATeacher
 from keras_selfdistill import MutualLearning
 from keras_selfdistill import SelfEnsembleTeacher
+from keras_selfdistill.models.copies import mean_logits_model
 
 #: Flag a run when training accuracy in inference mode and in training mode
 #: differ by more than this (fraction). Augmentation alone moves them by a few
@@ -271,11 +273,17 @@ class Arm:
             `plain_epoch_inputs`.
         steps_per_epoch: callable `(num_samples, recipe) -> int`, for the
             learning-rate schedule. Defaults to `plain_steps_per_epoch`.
+        uses: tuple of arm names. Arms trained earlier on the same seed
+            whose final models `build` takes as keyword arguments (a
+            teacher for knowledge distillation, generation 0 for a born-again
+            student). Their training time is theirs, not this arm's.
+            Defaults to `()`.
     """
 
     build: Callable
     epoch_inputs: Callable = plain_epoch_inputs
     steps_per_epoch: Callable = plain_steps_per_epoch
+    uses: tuple = ()
 
 
 def as_arm(build) -> Arm:
@@ -318,6 +326,10 @@ def component_models(model) -> dict:
         return {name: model.peer(name) for name in model.peer_names}
     if isinstance(model, (EMATeacher, SelfEnsembleTeacher)):
         return {"teacher": model.export_teacher()}
+    if isinstance(model, Distiller):
+        # Teacher and student averaged: the generations' ensemble of a
+        # born-again student.
+        return {"ensemble": mean_logits_model([model.teacher, model.student], "ensemble")}
     return {}
 
 
@@ -344,12 +356,17 @@ def _scores(logits, labels) -> dict:
                 ece=expected_calibration_error(logits, labels))
 
 
-def run_once(arm: str, build: Callable, recipe: Recipe, data, seed: int) -> dict:
-    """Builds (after seeding), trains and evaluates one arm for one seed."""
+def run_once(arm: str, build: Callable, recipe: Recipe, data, seed: int,
+             trained: Optional[dict] = None) -> dict:
+    """Builds (after seeding), trains and evaluates one arm for one seed.
+
+    `trained` maps the names in the arm's `uses` to those arms' trained
+    models of this seed. The result holds the trained model under `model`
+    (`run_arms` drops it before saving)."""
     (x_train, y_train), (x_test, y_test) = data
     arm_spec = as_arm(build)
     keras.utils.set_random_seed(seed)
-    model = arm_spec.build()
+    model = arm_spec.build(**{name: trained[name] for name in arm_spec.uses})
     cpu_start, wall_start = time.process_time(), time.perf_counter()
     curve = train(model, recipe, x_train, y_train, seed, arm_spec)
     train_mode_accuracy = curve[-1]
@@ -371,6 +388,7 @@ def run_once(arm: str, build: Callable, recipe: Recipe, data, seed: int) -> dict
         cpu_seconds=time.process_time() - cpu_start,
         wall_seconds=time.perf_counter() - wall_start,
         train_cpu_seconds=train_seconds["cpu"], train_wall_seconds=train_seconds["wall"],
+        model=model,
     )
 
 
@@ -399,9 +417,12 @@ def run_arms(arms: dict, recipe: Recipe, data, seeds, settings: dict,
                    settings=settings,
                    recipe=recipe.describe(), backend=keras.backend.backend(),
                    keras_version=keras.__version__, runs=[])
+    _check_uses(arms)
     for seed in seeds:
+        trained = {}
         for arm, build in arms.items():
-            run = run_once(arm, build, recipe, data, seed)
+            run = run_once(arm, build, recipe, data, seed, trained)
+            trained[arm] = run.pop("model")
             results["runs"].append(run)
             log(f"seed {seed} {arm}: test {run['test']['served']['accuracy']:.4f}"
                 f" train(inference) {run['train_accuracy_inference']:.4f}"
@@ -411,6 +432,16 @@ def run_arms(arms: dict, recipe: Recipe, data, seeds, settings: dict,
             if save_to:
                 save_results(results, save_to)
     return results
+
+
+def _check_uses(arms: dict) -> None:
+    """Every arm named in an `Arm.uses` must come earlier in `arms`."""
+    names = list(arms)
+    for position, (arm, build) in enumerate(arms.items()):
+        missing = [name for name in as_arm(build).uses if name not in names[:position]]
+        if missing:
+            raise ValueError(f"Arm {arm!r} uses the trained {missing}: list them before it "
+                             f"in the arms. Received: arms={names}")
 
 
 def command_line(script: Optional[str] = None, argv=None) -> str:
@@ -611,7 +642,8 @@ def render_markdown(results: dict, baseline: str = "plain",
         "",
         "Mean ± standard error over seeds; the paired Δ is the mean ± SE of the "
         "per-seed difference in test accuracy (SE = std(ddof=1)/√n). `ensemble` "
-        "is the mean of the heads' logits. Training accuracy in inference mode is "
+        "is the mean of the heads' logits (of the teacher's and the student's for `kd` "
+        "and `born_again`). Training accuracy in inference mode is "
         f"on {_train_eval_images(results)} evenly spaced training images "
         "(not augmented); training-mode accuracy is Keras's running accuracy over "
         f"the last epoch (augmentation: {results['recipe'].get('augment')}).",

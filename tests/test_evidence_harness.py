@@ -279,3 +279,64 @@ def test_an_unknown_arm_is_refused_with_the_known_ones(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown arms \['psk'\].*'ps_kd'"):
         cifar10_evidence.main(["--cifar10", str(tmp_path / "never_read.npz"), "--smoke",
                                "--arms", "plain,psk"])
+
+
+def _tiny_data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(16, 3)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    return (x, y), (x[:8], y[:8])
+
+
+def _tiny_model():
+    return keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+
+
+def test_an_arm_that_uses_another_gets_that_arms_trained_model_of_the_same_seed():
+    received = []
+
+    def student_of(plain):
+        received.append([w.copy() for w in plain.get_weights()])
+        return _tiny_model()
+
+    trained = {}
+
+    def remember(seed):
+        def build():
+            model = _tiny_model()
+            trained[seed] = model
+            return model
+        return build
+
+    recipe = harness.Recipe(epochs=1, batch_size=8, run_eagerly=True, train_eval_samples=8)
+    for seed in (0, 1):
+        arms = dict(plain=remember(seed), student=harness.Arm(student_of, uses=("plain",)))
+        harness.run_arms(arms, recipe, _tiny_data(), [seed], settings={}, log=lambda line: None)
+        # The weights handed over are the plain arm's final ones, of this seed.
+        for given, final in zip(received[-1], trained[seed].get_weights()):
+            np.testing.assert_array_equal(given, final)
+    assert not np.array_equal(received[0][0], received[1][0])
+
+
+def test_an_arm_listed_before_the_arm_it_uses_is_refused():
+    arms = dict(student=harness.Arm(lambda plain: _tiny_model(), uses=("plain",)),
+                plain=_tiny_model)
+    with pytest.raises(ValueError, match=r"Arm 'student' uses the trained \['plain'\]"):
+        harness.run_arms(arms, harness.Recipe(epochs=1), _tiny_data(), [0], settings={})
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="backend-independent; runs in the TensorFlow pass")
+def test_cifar10_smoke_scores_kd_and_born_again_with_their_ensembles(tmp_path):
+    import cifar10_evidence
+
+    archive = tmp_path / "cifar.npz"
+    _synthetic_archive(archive)
+    output, markdown = tmp_path / "result.json", tmp_path / "result.md"
+    cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
+                           "--arms", "plain,teacher,kd,born_again",
+                           "--output", str(output), "--markdown", str(markdown)])
+    runs = {run["arm"]: run for run in json.loads(output.read_text())["runs"]}
+    assert set(runs["kd"]["test"]) == {"served", "ensemble"}
+    assert set(runs["born_again"]["test"]) == {"served", "ensemble"}
+    assert "| born_again ensemble |" in markdown.read_text()
