@@ -219,6 +219,29 @@ def _serialize_uncompiled(model):
     return config
 
 
+def _hint_outputs(teacher, student, pairs):
+    """The symbolic outputs of the hint layers `(teacher_name,
+    student_name)` of each pair: `(teacher_features, student_features)`."""
+    return (
+        [_layer_output(teacher, name, "teacher") for name, _ in pairs],
+        [_layer_output(student, name, "student") for _, name in pairs],
+    )
+
+
+def _with_defaults(translated):
+    """`(alpha, temperature, feature_pairs, feature_weight)` from the
+    translated arguments, the defaults (0.9, 4.0, None, 1.0) where unset."""
+    def value_or(name, default):
+        return default if translated[name] is None else translated[name]
+
+    return (
+        value_or("alpha", 0.9),
+        value_or("temperature", 4.0),
+        translated["feature_pairs"],
+        value_or("feature_weight", 1.0),
+    )
+
+
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
 class Distiller(DistillationBase):
     """Knowledge distillation: a frozen teacher teaches a student in `fit`.
@@ -371,14 +394,8 @@ class Distiller(DistillationBase):
             feature_pairs,
             feature_weight,
         )
-        alpha = 0.9 if translated["alpha"] is None else translated["alpha"]
-        temperature = (
-            4.0 if translated["temperature"] is None else translated["temperature"]
-        )
-        feature_pairs = translated["feature_pairs"]
-        feature_weight = (
-            1.0 if translated["feature_weight"] is None
-            else translated["feature_weight"]
+        alpha, temperature, feature_pairs, feature_weight = _with_defaults(
+            translated
         )
         teacher_logits, student_logits = _check_teacher_and_student(
             teacher, student
@@ -389,13 +406,10 @@ class Distiller(DistillationBase):
         self.scale_by_temperature_squared = bool(scale_by_temperature_squared)
         self.num_classes = int(student_logits.shape[-1])
         pairs = _normalize_feature_pairs(feature_pairs)
+        teacher_features, student_features = _hint_outputs(
+            teacher, student, pairs
+        )
         self._set_untracked("_feature_pairs", pairs)
-        teacher_features = [
-            _layer_output(teacher, name, "teacher") for name, _ in pairs
-        ]
-        student_features = [
-            _layer_output(student, name, "student") for _, name in pairs
-        ]
         self._set_untracked(
             "_feature_shapes",
             _hint_shapes(pairs, teacher_features, student_features),
@@ -406,22 +420,26 @@ class Distiller(DistillationBase):
         self.teacher = teacher
         self.student = student
         if pairs:
-            # Functional views over the same layers (untracked: the weights
-            # belong to `teacher` and `student`): logits plus every hint
-            # layer's output from one forward pass.
-            for role, model, logits, features in (
+            self._set_views(
                 ("teacher", teacher, teacher_logits, teacher_features),
                 ("student", student, student_logits, student_features),
-            ):
-                self._set_untracked(
-                    f"_{role}_view",
-                    keras.Model(
-                        symbolic_inputs(model, role),
-                        {"logits": logits, "features": features},
-                        name=f"{self.name}_{role}_view",
-                    ),
-                )
+            )
         self.build(None)
+
+    def _set_views(self, *roles):
+        """Functional views over the same layers (untracked: the weights
+        belong to `teacher` and `student`): logits plus every hint layer's
+        output from one forward pass. `roles` are `(role, model, logits,
+        features)` tuples."""
+        for role, model, logits, features in roles:
+            self._set_untracked(
+                f"_{role}_view",
+                keras.Model(
+                    symbolic_inputs(model, role),
+                    {"logits": logits, "features": features},
+                    name=f"{self.name}_{role}_view",
+                ),
+            )
 
     def build(self, input_shape=None):
         """Creates the hint adapters (one per pair whose widths differ).
