@@ -154,13 +154,7 @@ class SelfDistillModel(DistillationBase):
     ):
         super().__init__(**kwargs)
         check_choice("feature_reduction", feature_reduction, ("sum", "mean"))
-        if not isinstance(outputs, (list, tuple)) or len(outputs) < 2:
-            count = len(outputs) if isinstance(outputs, (list, tuple)) else 1
-            raise ValueError(
-                "SelfDistillModel needs a list of at least 2 logits outputs, "
-                "shallow to deep (the last one is the deepest classifier, the "
-                f"teacher). Received: {count} output(s)."
-            )
+        _check_output_count(outputs)
         self.alpha = alpha
         self.temperature = temperature
         self.feature_weight = feature_weight
@@ -189,7 +183,13 @@ class SelfDistillModel(DistillationBase):
             {"logits": training_logits, "features": features},
             name=f"{self.name}_network",
         )
-        # Views over the same layers (untracked: no second copy of weights).
+        self._set_views(inputs, outputs)
+        self._feature_widths = [int(f.shape[-1]) for f in features]
+        self.build(None)
+
+    def _set_views(self, inputs, outputs):
+        """Views over the same layers (untracked: no second copy of
+        weights): every head's logits, and the backbone alone."""
         self._set_untracked("_inputs_structure", inputs)
         self._set_untracked("_head_outputs", outputs)
         self._set_untracked(
@@ -200,8 +200,6 @@ class SelfDistillModel(DistillationBase):
             "_backbone_graph",
             keras.Model(inputs, outputs[-1], name=f"{self.name}_backbone"),
         )
-        self._feature_widths = [int(f.shape[-1]) for f in features]
-        self.build(None)
 
     @staticmethod
     def _check_outputs(outputs, head_layers):
@@ -639,6 +637,17 @@ class SelfDistillModel(DistillationBase):
         config.setdefault("feature_reduction", "sum")
         graph = keras.saving.deserialize_keras_object(config.pop("graph"))
         return cls(graph.input, list(graph.outputs), **config)
+
+
+def _check_output_count(outputs) -> None:
+    """At least two logits outputs, in a list."""
+    if not isinstance(outputs, (list, tuple)) or len(outputs) < 2:
+        count = len(outputs) if isinstance(outputs, (list, tuple)) else 1
+        raise ValueError(
+            "SelfDistillModel needs a list of at least 2 logits outputs, "
+            "shallow to deep (the last one is the deepest classifier, the "
+            f"teacher). Received: {count} output(s)."
+        )
 
 
 def _logits_and_features(outputs, head_layers, deepest_features=None):
