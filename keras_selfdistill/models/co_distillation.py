@@ -12,6 +12,21 @@ from keras_selfdistill.models.temporal_teacher import averaged_variables
 from keras_selfdistill.validation import check_integer
 
 
+def _check_counts(peers, remote_peers, refresh_steps, burn_in_steps) -> None:
+    """The step counts are integers, and there are 2 peers or more in all
+    (local plus `remote_peers`)."""
+    check_integer("remote_peers", remote_peers, 0)
+    check_integer("refresh_steps", refresh_steps, 1)
+    check_integer("burn_in_steps", burn_in_steps, 0)
+    count = len(peers) if isinstance(peers, (list, tuple)) else 0
+    if isinstance(peers, (list, tuple)) and count + remote_peers < 2:
+        raise ValueError(
+            "CoDistillation needs at least 2 peers in all: peers in this "
+            "model plus `remote_peers` trained elsewhere. Received: "
+            f"{count} peer(s) and remote_peers={remote_peers}."
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_selfdistill")
 class CoDistillation(MutualLearning):
     """Online distillation from stale snapshots of the other peers.
@@ -147,16 +162,7 @@ class CoDistillation(MutualLearning):
     ):
         if isinstance(peers, keras.Model):
             peers = [peers]
-        check_integer("remote_peers", remote_peers, 0)
-        check_integer("refresh_steps", refresh_steps, 1)
-        check_integer("burn_in_steps", burn_in_steps, 0)
-        count = len(peers) if isinstance(peers, (list, tuple)) else 0
-        if isinstance(peers, (list, tuple)) and count + remote_peers < 2:
-            raise ValueError(
-                "CoDistillation needs at least 2 peers in all: peers in this "
-                "model plus `remote_peers` trained elsewhere. Received: "
-                f"{count} peer(s) and remote_peers={remote_peers}."
-            )
+        _check_counts(peers, remote_peers, refresh_steps, burn_in_steps)
         super().__init__(
             peers,
             alpha=alpha,
@@ -169,6 +175,19 @@ class CoDistillation(MutualLearning):
         self.burn_in_steps = burn_in_steps
         peers = self._peers
         local_snapshots = len(peers) if len(peers) >= 2 else 0
+        self._add_counters(local_snapshots + remote_peers)
+        self.snapshots = self._make_snapshots(peers, local_snapshots, remote_peers)
+        self._set_snapshot_bookkeeping(peers, local_snapshots, remote_peers)
+        # Untracked: it has no weights and is no part of the saved model.
+        self._set_untracked(
+            "_full_precision_refresh",
+            FullPrecisionCall(self._refresh_and_return, name="snapshot_refresh"),
+        )
+        self.built = True
+
+    def _add_counters(self, num_snapshots):
+        """`step_count` (forward passes in training) and `snapshot_ready`
+        (1 per snapshot once it holds a peer's weights)."""
         self.step_count = self.add_weight(
             name="step_count",
             shape=(),
@@ -179,20 +198,12 @@ class CoDistillation(MutualLearning):
         )
         self.snapshot_ready = self.add_weight(
             name="snapshot_ready",
-            shape=(local_snapshots + remote_peers,),
+            shape=(num_snapshots,),
             dtype="float32",
             initializer="zeros",
             trainable=False,
             autocast=False,
         )
-        self.snapshots = self._make_snapshots(peers, local_snapshots, remote_peers)
-        self._set_snapshot_bookkeeping(peers, local_snapshots, remote_peers)
-        # Untracked: it has no weights and is no part of the saved model.
-        self._set_untracked(
-            "_full_precision_refresh",
-            FullPrecisionCall(self._refresh_and_return, name="snapshot_refresh"),
-        )
-        self.built = True
 
     def _make_snapshots(self, peers, local_snapshots, remote_peers):
         """A copy of each local peer (when there are two or more), then one
