@@ -1,6 +1,6 @@
 """Where does the extra time of a self-distillation step go? Profiles it.
 
-Runs `--steps` training steps of the three models of `step_overhead.py`
+Runs `--repeats` x `--steps` training steps (interleaved) of the three models of `step_overhead.py`
 (`plain`, the same heads trained with cross-entropy only `heads, CE only`,
 and `SelfDistillModel`) under the backend's own profiler, and prints, per
 model and per step, the op time grouped as:
@@ -39,6 +39,7 @@ import collections
 import glob
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -239,7 +240,7 @@ def profile_models(args):
     labels = rng.integers(0, step_overhead.NUM_CLASSES, size=count).astype("int32")
     keras.utils.set_random_seed(0)
     models = step_overhead.build_models(args.width)
-    results = {}
+    runs = {}
     for name, model in models.items():
         model.jit_compile = args.jit_compile
         multi_output = len(getattr(model, "outputs", None) or []) > 1
@@ -252,16 +253,34 @@ def profile_models(args):
             return time.perf_counter() - start
 
         run(steps=args.warmup)  # Compiles (and traces) the step.
-        with tempfile.TemporaryDirectory() as logdir:
-            wall, ops = PROFILERS[backend](run, logdir)
-        groups = collections.Counter()
-        for op, seconds in ops.items():
-            groups[classify(op)] += seconds
-        groups["python/dispatch"] = wall - sum(ops.values())
+        runs[name] = run
+    # Interleaved repeats: each model's profile is the per-group median over
+    # repeats that saw the same background load.
+    profiles = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            with tempfile.TemporaryDirectory() as logdir:
+                profiles[name].append(PROFILERS[backend](run, logdir))
+    results = {}
+    for name, repeats in profiles.items():
+        per_repeat = []
+        for wall, ops in repeats:
+            groups = collections.Counter()
+            for op, seconds in ops.items():
+                groups[classify(op)] += seconds
+            groups["python/dispatch"] = wall - sum(ops.values())
+            per_repeat.append(groups)
+        top = collections.Counter()
+        for _, ops in repeats:
+            top.update(ops)
         results[name] = {
-            "wall": wall / args.steps,
-            "groups": {group: groups[group] / args.steps for group in GROUPS},
-            "top": [(op, seconds / args.steps) for op, seconds in ops.most_common()],
+            "wall": statistics.median(wall for wall, _ in repeats) / args.steps,
+            "groups": {
+                group: statistics.median(groups[group] for groups in per_repeat) / args.steps
+                for group in GROUPS
+            },
+            "top": [(op, seconds / (args.steps * len(repeats)))
+                    for op, seconds in top.most_common()],
         }
     return backend, results
 
@@ -275,8 +294,9 @@ def _head(targets, count):
 def print_report(backend, results, args):
     names = list(results)
     print(f"backend {backend}, jit_compile={args.jit_compile}, width {args.width}, "
-          f"batch {args.batch_size}, {args.steps} profiled steps after "
-          f"{args.warmup} warm-up steps; ms per step (profiler on)")
+          f"batch {args.batch_size}, {args.repeats} interleaved repeats of "
+          f"{args.steps} profiled steps after {args.warmup} warm-up steps; ms per "
+          "step, median over repeats (profiler on)")
     print("\n| group | " + " | ".join(names) + " | SD - plain | SD - heads CE |")
     print("| --- | " + " | ".join("---:" for _ in names) + " | ---: | ---: |")
     plain, heads, distilled = (results[name] for name in names)
@@ -302,6 +322,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved profiled runs per model (median)")
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--jit-compile", default=None,
                         help="true/false; default: false on TensorFlow and "
@@ -310,7 +332,7 @@ def main(argv=None):
                         help="tiny (width 4, batch 4, 2 steps): the CI test")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.width, args.batch_size, args.steps, args.warmup = 4, 4, 2, 1
+        args.width, args.batch_size, args.steps, args.warmup, args.repeats = 4, 4, 2, 1, 1
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
