@@ -16,9 +16,10 @@ with `jit_compile=True`, torch eager), this times training steps of:
   on `conv3_block4_out` and `conv4_block6_out` (`--resnet`; slow).
 
 Timing: the median step of a `fit` epoch after warm-up steps (a callback
-times each step), all arms of a backend interleaved, `--repeats` times; the
-table prints the median over repeats and the min-max of the per-repeat
-ratios (a repeat's arms saw the same load).
+times each step, in wall time and in the process's CPU time), all arms of a
+backend interleaved, `--repeats` times; the table prints the median over
+repeats and the min-max of the per-repeat ratios (a repeat's arms saw the
+same load). On a shared machine, read the CPU-time ratios.
 
 Peak memory (`--memory`): each arm in a fresh process, which builds and
 compiles the model, records its peak resident set size (`ru_maxrss`), runs
@@ -120,20 +121,28 @@ def set_single_thread():
 
 
 def timed_steps(model, x, y, batch_size, warmup):
+    """Median wall time and median CPU time (all threads of this process)
+    of the steps after `warmup`.
+
+    On a machine shared with other jobs the CPU time is the steadier of the
+    two: it leaves out the time the process waited for a core (with one
+    compute thread per backend, it is the work of the step).
+    """
     import keras  # noqa: PLC0415
 
-    durations = []
+    walls, cpus = [], []
 
     class StepTimer(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
-            self.start = time.perf_counter()
+            self.start = (time.perf_counter(), time.process_time())
 
         def on_train_batch_end(self, batch, logs=None):
-            durations.append(time.perf_counter() - self.start)
+            walls.append(time.perf_counter() - self.start[0])
+            cpus.append(time.process_time() - self.start[1])
 
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False,
               callbacks=[StepTimer()])
-    return statistics.median(durations[warmup:])
+    return statistics.median(walls[warmup:]), statistics.median(cpus[warmup:])
 
 
 def measure_time(args):
@@ -153,10 +162,13 @@ def measure_time(args):
         model, inputs = build_arm(name, args.width, 100)
         plan[name] = (model, inputs(images), labels, batch_size)
     step = {name: [] for name in plan}
+    cpu = {name: [] for name in plan}
     for _ in range(args.repeats):
         for name, (model, x, y, batch_size) in plan.items():
-            step[name].append(timed_steps(model, x, y, batch_size, args.warmup))
-    return {"backend": keras.backend.backend(), "step": step}
+            wall_time, cpu_time = timed_steps(model, x, y, batch_size, args.warmup)
+            step[name].append(wall_time)
+            cpu[name].append(cpu_time)
+    return {"backend": keras.backend.backend(), "step": step, "cpu": cpu}
 
 
 def measure_memory(args):
@@ -201,9 +213,11 @@ def print_tables(timings, memories, args):
           f"ResNet50V2), {args.steps} ({args.resnet_steps}) timed steps after "
           f"{args.warmup} warm-up steps, {args.repeats} interleaved repeats; "
           "TensorFlow jit off, JAX jit on, torch eager; one thread")
-    print("\n| backend | arm | median step (ms) | repeats min-max (ms) | ratio "
-          "(per-repeat min-max) | against |")
-    print("| --- | --- | ---: | ---: | ---: | --- |")
+    print("\nwall: median step; CPU: median CPU time of a step (all threads "
+          "of the process); ratios: of the medians, (min-max of the per-repeat "
+          "ratios)")
+    print("\n| backend | arm | wall (ms) | wall ratio | CPU (ms) | CPU ratio | against |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     references = {
         "Distiller (cached)": ("plain", 1.0, "plain"),
         "MutualLearning K=2": ("plain", 2.0, "2 x plain"),
@@ -211,15 +225,16 @@ def print_tables(timings, memories, args):
         "ResNet50V2 SelfDistillModel": ("ResNet50V2 plain", 1.0, "ResNet50V2 plain"),
     }
     for result in timings:
-        step = result["step"]
+        step, cpu = result["step"], result["cpu"]
         for name, values in step.items():
-            ratio, against = "", ""
+            wall_ratio, cpu_ratio, against = "", "", ""
             if name in references:
                 reference, factor, against = references[name]
-                ratio = ratio_summary(values, step[reference], factor)
+                wall_ratio = ratio_summary(values, step[reference], factor)
+                cpu_ratio = ratio_summary(cpu[name], cpu[reference], factor)
             print(f"| {result['backend']} | {name} | {statistics.median(values) * 1e3:.1f} "
-                  f"| {min(values) * 1e3:.1f}-{max(values) * 1e3:.1f} | {ratio} "
-                  f"| {against} |")
+                  f"| {wall_ratio} | {statistics.median(cpu[name]) * 1e3:.1f} "
+                  f"| {cpu_ratio} | {against} |")
     if not memories:
         return
     print("\nPeak RSS growth of a training run (MiB; fresh process per arm; "

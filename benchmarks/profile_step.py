@@ -123,17 +123,24 @@ def profile_tensorflow(run, logdir):
 
 
 def _hlo_op_names(space):
-    """{HLO instruction name: its op_name metadata (the Keras name scope)}
-    for the train step; a fusion without one gets its fused instructions'."""
+    """{(program id, HLO instruction name): its op_name metadata (the Keras
+    name scope)} for the train steps; a fusion without one gets its fused
+    instructions'."""
     from tensorflow.compiler.xla.service import hlo_pb2  # noqa: PLC0415
 
     names = {}
     for plane in space.planes:
         if plane.name != "/host:metadata":
             continue
+        stat_names = {key: value.name for key, value in plane.stat_metadata.items()}
         for metadata in plane.event_metadata.values():
             if "train" not in metadata.name:
                 continue
+            # Every model's step is a module named jit_train_step, with the
+            # same instruction names: key them by program id.
+            program = next((stat.int64_value or stat.uint64_value
+                            for stat in metadata.stats
+                            if stat_names.get(stat.metadata_id) == "program_id"), None)
             for stat in metadata.stats:
                 if not stat.bytes_value:
                     continue
@@ -150,7 +157,7 @@ def _hlo_op_names(space):
                                 for inner in computations[called].instructions
                                 if inner.metadata.op_name
                             )
-                        names.setdefault(instruction.name, scope)
+                        names.setdefault((program, instruction.name), scope)
     return names
 
 
@@ -165,14 +172,19 @@ def profile_jax(run, logdir):
     for plane in space.planes:
         if plane.name != "/host:CPU":
             continue
+        stat_names = {key: value.name for key, value in plane.stat_metadata.items()}
         for line in plane.lines:
             if "XLAEigen" not in line.name and "XLAPjRt" not in line.name:
                 continue
             for event in line.events:
                 name = plane.event_metadata[event.metadata_id].name
-                if name.startswith("ThunkExecutor") or name not in op_names:
+                program = next((stat.int64_value or stat.uint64_value
+                                for stat in event.stats
+                                if stat_names.get(stat.metadata_id) == "program_id"), None)
+                if name.startswith("ThunkExecutor") or (program, name) not in op_names:
                     continue
-                ops[f"{name} [{op_names[name][:300]}]"] += event.duration_ps * 1e-12
+                scope = op_names[(program, name)][:300]
+                ops[f"{name} [{scope}]"] += event.duration_ps * 1e-12
     return wall, ops
 
 
@@ -240,16 +252,17 @@ def profile_models(args):
     labels = rng.integers(0, step_overhead.NUM_CLASSES, size=count).astype("int32")
     keras.utils.set_random_seed(0)
     models = step_overhead.build_models(args.width)
-    runs = {}
+    runs, cpu_times = {}, {}
     for name, model in models.items():
         model.jit_compile = args.jit_compile
         multi_output = len(getattr(model, "outputs", None) or []) > 1
         targets = [labels] * len(model.outputs) if multi_output else labels
 
         def run(model=model, targets=targets, steps=args.steps):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             model.fit(images[: steps * args.batch_size], _head(targets, steps * args.batch_size),
                       batch_size=args.batch_size, epochs=1, verbose=0, shuffle=False)
+            cpu_times.setdefault(id(model), []).append(time.process_time() - cpu_start)
             return time.perf_counter() - start
 
         run(steps=args.warmup)  # Compiles (and traces) the step.
@@ -275,6 +288,8 @@ def profile_models(args):
             top.update(ops)
         results[name] = {
             "wall": statistics.median(wall for wall, _ in repeats) / args.steps,
+            # The warm-up run is the first entry.
+            "cpu": statistics.median(cpu_times[id(models[name])][1:]) / args.steps,
             "groups": {
                 group: statistics.median(groups[group] for groups in per_repeat) / args.steps
                 for group in GROUPS
@@ -307,6 +322,9 @@ def print_report(backend, results, args):
     walls = [results[name]["wall"] * 1e3 for name in names]
     print("| **step (wall)** | " + " | ".join(f"{value:.1f}" for value in walls)
           + f" | {walls[2] - walls[0]:+.1f} | {walls[2] - walls[1]:+.1f} |")
+    cpus = [results[name]["cpu"] * 1e3 for name in names]
+    print("| step (CPU time, all threads) | " + " | ".join(f"{value:.1f}" for value in cpus)
+          + f" | {cpus[2] - cpus[0]:+.1f} | {cpus[2] - cpus[1]:+.1f} |")
     del plain, heads, distilled
     for name in names:
         print(f"\n{name}: top {args.top} ops (ms per step, group)")
