@@ -13,7 +13,12 @@ model and per step, the op time grouped as:
 - `metrics/trackers` (metric and loss-tracker state updates);
 - `optimizer update`; `other ops` (activations, adds, pooling, copies);
 - `python/dispatch`: the step's wall time minus the op time above (Python,
-  Keras's train step, the framework's executor and dispatch).
+  Keras's train step, the framework's executor and dispatch, and on a
+  shared machine the time spent waiting for a core).
+
+A second table gives each op group's share of the op time and that share
+times the step's CPU time (all threads of the process): on a loaded machine
+op durations stretch with the wall time, shares much less.
 
 then the differences `SelfDistillModel - plain` and `SelfDistillModel -
 heads, CE only` per group. Profilers:
@@ -326,6 +331,22 @@ def print_report(backend, results, args):
     print("| step (CPU time, all threads) | " + " | ".join(f"{value:.1f}" for value in cpus)
           + f" | {cpus[2] - cpus[0]:+.1f} | {cpus[2] - cpus[1]:+.1f} |")
     del plain, heads, distilled
+    # Under load the op durations stretch with the wall time; their shares
+    # do not, and shares times the CPU time estimate each group's work.
+    print("\nshare of op time, and share x CPU time per step (ms): the "
+          "estimate that does not stretch with the machine's load")
+    print("\n| group | " + " | ".join(f"{name} (%)" for name in names)
+          + " | " + " | ".join(f"{name} (ms)" for name in names)
+          + " | SD - plain (ms) | SD - heads CE (ms) |")
+    print("| --- | " + " | ".join("---:" for _ in names * 2) + " | ---: | ---: |")
+    op_groups = GROUPS[:-1]
+    for group in op_groups:
+        shares = [results[name]["groups"][group]
+                  / sum(results[name]["groups"][g] for g in op_groups) for name in names]
+        estimates = [share * cpu for share, cpu in zip(shares, cpus)]
+        print(f"| {group} | " + " | ".join(f"{share:.1%}" for share in shares) + " | "
+              + " | ".join(f"{value:.1f}" for value in estimates)
+              + f" | {estimates[2] - estimates[0]:+.1f} | {estimates[2] - estimates[1]:+.1f} |")
     for name in names:
         print(f"\n{name}: top {args.top} ops (ms per step, group)")
         for op, seconds in results[name]["top"][: args.top]:
