@@ -247,6 +247,14 @@ def test_teacher_variables_have_their_own_paths(make):
     )
 
 
+@pytest.mark.parametrize("average", ["parameters", "outputs"])
+def test_self_ensemble_copies_have_their_own_paths(average):
+    model = SelfEnsembleTeacher(functional_student(), num_snapshots=2, average=average)
+    model.compile(optimizer="sgd")
+    assert len({v.path for v in model.weights}) == len(model.weights)
+    model.get_state_tree()  # Refuses a path found twice.
+
+
 def test_a_file_saved_when_the_teacher_shared_the_students_paths_loads():
     # Made by tests/data/make_ema_teacher_shared_paths.py at 9d2c72e, before
     # the teacher's layers had their own names: weight files address
