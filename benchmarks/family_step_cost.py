@@ -46,6 +46,8 @@ import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
 SMALL_ARMS = ("plain", "Distiller (cached)", "MutualLearning K=2", "EMATeacher")
+#: The models of step_overhead.py, for `--arms` (not run by default).
+STEP_OVERHEAD_ARMS = ("heads, CE only", "SelfDistillModel")
 RESNET_ARMS = ("ResNet50V2 plain", "ResNet50V2 SelfDistillModel")
 RESNET_TAPS = ["conv3_block4_out", "conv4_block6_out"]
 
@@ -70,6 +72,11 @@ def build_arm(name, width, num_classes):
 
     jit_compile = keras.backend.backend() == "jax"
     same_inputs = lambda x: x  # noqa: E731
+    if name in STEP_OVERHEAD_ARMS:
+        model = step_overhead.build_models(width)[name]
+        model.compile(optimizer="sgd", jit_compile=jit_compile,
+                      loss=[crossentropy] * 3 if name == "heads, CE only" else None)
+        return model, same_inputs
     if name == "plain":
         model = named_backbone(width, "plain")
         model.compile(optimizer="sgd", loss=crossentropy, jit_compile=jit_compile)
@@ -151,7 +158,7 @@ def measure_time(args):
     import keras  # noqa: PLC0415
 
     set_single_thread()
-    arms = list(SMALL_ARMS) + (list(RESNET_ARMS) if args.resnet else [])
+    arms = chosen_arms(args)
     plan = {}
     for name in arms:
         keras.utils.set_random_seed(0)
@@ -160,7 +167,10 @@ def measure_time(args):
         steps = args.resnet_steps if resnet else args.steps
         images, labels = data(batch_size * (steps + args.warmup), 100)
         model, inputs = build_arm(name, args.width, 100)
-        plan[name] = (model, inputs(images), labels, batch_size)
+        targets = labels
+        if len(getattr(model, "outputs", None) or []) > 1:  # heads, CE only
+            targets = [labels] * len(model.outputs)
+        plan[name] = (model, inputs(images), targets, batch_size)
     step = {name: [] for name in plan}
     cpu = {name: [] for name in plan}
     for _ in range(args.repeats):
@@ -169,6 +179,12 @@ def measure_time(args):
             step[name].append(wall_time)
             cpu[name].append(cpu_time)
     return {"backend": keras.backend.backend(), "step": step, "cpu": cpu}
+
+
+def chosen_arms(args):
+    if args.arms:
+        return args.arms.split("|")
+    return list(SMALL_ARMS) + (list(RESNET_ARMS) if args.resnet else [])
 
 
 def measure_memory(args):
@@ -223,6 +239,8 @@ def print_tables(timings, memories, args):
         "MutualLearning K=2": ("plain", 2.0, "2 x plain"),
         "EMATeacher": ("plain", 1.0, "plain"),
         "ResNet50V2 SelfDistillModel": ("ResNet50V2 plain", 1.0, "ResNet50V2 plain"),
+        "heads, CE only": ("plain", 1.0, "plain"),
+        "SelfDistillModel": ("plain", 1.0, "plain"),
     }
     for result in timings:
         step, cpu = result["step"], result["cpu"]
@@ -235,6 +253,12 @@ def print_tables(timings, memories, args):
             print(f"| {result['backend']} | {name} | {statistics.median(values) * 1e3:.1f} "
                   f"| {wall_ratio} | {statistics.median(cpu[name]) * 1e3:.1f} "
                   f"| {cpu_ratio} | {against} |")
+    for result in timings:
+        step, cpu = result["step"], result["cpu"]
+        if "SelfDistillModel" in step and "heads, CE only" in step:
+            print(f"\n{result['backend']}: SelfDistillModel / heads, CE only: wall "
+                  f"{ratio_summary(step['SelfDistillModel'], step['heads, CE only'])}, "
+                  f"CPU {ratio_summary(cpu['SelfDistillModel'], cpu['heads, CE only'])}")
     if not memories:
         return
     print("\nPeak RSS growth of a training run (MiB; fresh process per arm; "
@@ -260,6 +284,9 @@ def main(argv=None):
                         help="also time keras.applications ResNet50V2 (slow)")
     parser.add_argument("--resnet-batch-size", type=int, default=16)
     parser.add_argument("--resnet-steps", type=int, default=5)
+    parser.add_argument("--arms", default=None,
+                        help="arms separated by '|' instead of the default set, "
+                             "e.g. 'plain|heads, CE only|SelfDistillModel'")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak RSS, one fresh process per arm")
     parser.add_argument("--smoke", action="store_true",
@@ -282,8 +309,9 @@ def main(argv=None):
                  f"--repeats={args.repeats}",
                  f"--resnet-batch-size={args.resnet_batch_size}",
                  f"--resnet-steps={args.resnet_steps}"] + (
-                     ["--resnet"] if args.resnet else [])
-    arms = list(SMALL_ARMS) + (list(RESNET_ARMS) if args.resnet else [])
+                     ["--resnet"] if args.resnet else []) + (
+                     [f"--arms={args.arms}"] if args.arms else [])
+    arms = chosen_arms(args)
     if args.smoke:
         # In this process (the CI test's TensorFlow pass): the code paths of
         # the children, without their start-up time.
