@@ -46,6 +46,30 @@ def _prefixed_layer(prefix):
     return clone_layer
 
 
+def teacher_layer_prefix(student, role: str):
+    """The `layer_prefix` for a copy of `student` that lives beside it.
+
+    Inside one model every variable path must be unique: Keras's
+    `get_state_tree` refuses duplicates, and the torch backend tracks a
+    model's parameters by path. A copy of a functional or Sequential
+    student keeps the student's layer names, hence its paths, unless its
+    layers are renamed; a copy of a subclassed student gets fresh,
+    uniquified layer names from Keras already (and `clone_model` cannot
+    rename them).
+
+    Args:
+        student: a built `keras.Model`.
+        role: str. What the copy is, e.g. `"ema_teacher"`.
+
+    Returns:
+        `f"{student.name}_{role}_"` for a functional or Sequential
+        student, `None` for a subclassed one.
+    """
+    if isinstance(student, keras.Sequential) or type(student).__name__ == "Functional":
+        return f"{student.name}_{role}_"
+    return None
+
+
 def copy_with_weights(student, name, trainable=False, layer_prefix=None):
     """A copy of `student` with its own variables holding the same values.
 

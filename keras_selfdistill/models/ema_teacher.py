@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_selfdistill.models.copies import copy_with_weights
+from keras_selfdistill.models.copies import teacher_layer_prefix
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.temporal_teacher import TemporalTeacherBase
 from keras_selfdistill.validation import check_unit_interval
@@ -41,7 +42,10 @@ class EMATeacher(TemporalTeacherBase):
     `predict` returns the student's logits; `model.teacher` is the teacher
     as a plain `keras.Model`. `compile(metrics=["accuracy"])` reports the
     student's `accuracy` and the teacher's `teacher_accuracy`; the history
-    also has `cross_entropy_loss` and `distillation_loss`.
+    also has `cross_entropy_loss` and `distillation_loss`. The teacher's
+    layers are the student's, renamed `f"{student.name}_ema_teacher_{name}"`
+    (a functional or Sequential student), so that no two variables of the
+    model share a path (see `teacher_layer_prefix`).
 
     Args:
         student: a built `keras.Model` (functional, Sequential, or
@@ -103,7 +107,11 @@ class EMATeacher(TemporalTeacherBase):
             **kwargs,
         )
         self.momentum = momentum
-        self.teacher = copy_with_weights(student, name=f"{student.name}_ema_teacher")
+        self.teacher = copy_with_weights(
+            student,
+            name=f"{student.name}_ema_teacher",
+            layer_prefix=teacher_layer_prefix(student, "ema_teacher"),
+        )
         self._set_untracked(
             "_weight_pairs",
             list(
