@@ -10,6 +10,7 @@ import keras
 from keras_selfdistill import losses
 from keras_selfdistill.models.copies import copy_with_weights
 from keras_selfdistill.models.copies import mean_logits_model
+from keras_selfdistill.models.copies import teacher_layer_prefix
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.distiller import Distiller
 from keras_selfdistill.models.distiller import logits_output
@@ -445,8 +446,12 @@ class BornAgain:
     @staticmethod
     def _frozen_copy(model):
         # The teacher is a copy: freezing it must not change the user's
-        # generation model, which stays trainable and uncompiled.
-        return copy_with_weights(model, model.name)
+        # generation model, which stays trainable and uncompiled. Its layers
+        # are renamed so that its variable paths differ from the student's
+        # (same architecture) inside the Distiller.
+        return copy_with_weights(
+            model, model.name, layer_prefix=teacher_layer_prefix(model, "teacher")
+        )
 
     # ------------------------------------------------------------------ #
     # Checkpoints.

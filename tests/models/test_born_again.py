@@ -41,9 +41,11 @@ class Recorder(keras.callbacks.Callback):
         self.optimizers = []
         self.iterations = []
         self.teacher_weights = []
+        self.variable_paths = []
 
     def on_train_begin(self, logs=None):
         self.optimizers.append(self.model.optimizer)
+        self.variable_paths.append([v.path for v in self.model.variables])
         teacher = getattr(self.model, "teacher", None)
         self.teacher_weights.append(
             None if teacher is None else [np.copy(w) for w in teacher.get_weights()]
@@ -117,6 +119,15 @@ def test_generation_one_is_taught_by_a_frozen_copy_of_generation_zero(trained):
     # The copy was frozen, not the user's generation model.
     assert born_again.generation(0).trainable
     assert not born_again.generation(0).compiled
+
+
+def test_the_teacher_copy_has_its_own_variable_paths(trained):
+    """Teacher and student have the same layer names; the copy is renamed,
+    so every variable path of the generation-1 trainer is unique (Keras's
+    get_state_tree and torch's parameter tracking key on paths)."""
+    paths = trained.recorder.variable_paths[1]
+    assert len(paths) == len(set(paths))
+    assert any(path.startswith("student_teacher_") for path in paths)
 
 
 def test_each_finished_generation_is_saved_without_partial_files(trained):
