@@ -41,3 +41,33 @@ def test_smoke_run_reports_every_arm():
     for rows in results["arms"].values():
         assert 0.0 <= rows[0]["knn"] <= 1.0 and 0.0 <= rows[0]["linear"] <= 1.0
     assert "teacher_entropy" in results["arms"]["dino"][0]["dino_history"]
+
+
+def test_small_vit_takes_global_and_local_crop_sizes():
+    keras.utils.set_random_seed(0)
+    vit = dino_knn.small_vit(dim=8, depth=1, heads=2, patch=4, image_size=16)
+    images = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
+    assert tuple(vit(images).shape) == (2, 8)
+    assert tuple(vit(images[:, :8, :8]).shape) == (2, 8)  # a 2x2 token grid
+
+
+def test_position_embedding_is_resized_for_a_smaller_grid():
+    layer = dino_knn.GridPositionEmbedding(4)
+    tokens = np.zeros((1, 4, 4, 2), "float32")
+    full = keras.ops.convert_to_numpy(layer(tokens))
+    np.testing.assert_allclose(full, keras.ops.convert_to_numpy(layer.embedding))
+    # Bilinear to a 2x2 grid (half-pixel centres at 0.5 and 2.5 of the
+    # 4x4 grid): the mean of each 2x2 block.
+    half = keras.ops.convert_to_numpy(layer(np.zeros((1, 2, 2, 2), "float32")))
+    blocks = full[0].reshape(2, 2, 2, 2, 2).mean((1, 3))
+    np.testing.assert_allclose(half[0], blocks, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="a TensorFlow script: run once, in the TensorFlow pass")
+@pytest.mark.parametrize("dataset", ["cifar10", "fashion_mnist"])
+def test_smoke_run_with_the_vit_on_each_dataset(dataset):
+    results = dino_knn.main(["--smoke", "--backbone", "vit", "--dataset", dataset,
+                             "--arms", "dino"])
+    assert 0.0 <= results["arms"]["dino"][0]["knn"] <= 1.0
+    assert results["settings"]["dataset"] == dataset
