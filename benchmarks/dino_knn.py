@@ -158,11 +158,14 @@ class GridPositionEmbedding(keras.layers.Layer):
         rows, cols = tokens.shape[1], tokens.shape[2]
         if rows is None or cols is None:
             return tokens  # symbolic shape inference only
-        embedding = self.embedding
+        embedding = ops.convert_to_tensor(self.embedding)
         if (rows, cols) != (self.grid, self.grid):
             embedding = ops.image.resize(embedding, (rows, cols),
                                          interpolation="bilinear")
         return tokens + embedding
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def get_config(self):
         return {**super().get_config(), "grid": self.grid}
