@@ -73,3 +73,13 @@ def test_smoke_run_with_the_vit_on_each_dataset(dataset):
                              "--arms", "dino"])
     assert 0.0 <= results["arms"]["dino"][0]["knn"] <= 1.0
     assert results["settings"]["dataset"] == dataset
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow"
+                    or not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="the benchmark's data loader, once; needs the Debian files")
+def test_fashion_mnist_split_is_grey_in_range_and_class_balanced():
+    (x_train, y_train), (x_test, y_test) = dino_knn.load_fashion_mnist_split(100, 5)
+    assert x_train.shape == (100, 28, 28, 1) and x_test.shape == (50, 28, 28, 1)
+    assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() <= 1.0
+    assert np.array_equal(np.bincount(y_test, minlength=10), np.full(10, 5))
