@@ -389,6 +389,33 @@ def render_table(results):
     return "\n".join(lines)
 
 
+def render_paired_table(results):
+    """Per seed, every arm's k-NN and linear probe side by side, then the
+    paired differences (mean ± standard error over seeds, and how many seeds
+    are better): `""` unless all three arms ran on two seeds or more."""
+    arms = results["arms"]
+    if set(arms) != {"random", "dino", "supervised"} or len(arms["dino"]) < 2:
+        return ""
+    by_seed = {arm: {row["seed"]: row for row in rows} for arm, rows in arms.items()}
+    seeds = [row["seed"] for row in arms["dino"]]
+    lines = ["| seed | DINO k-NN | random k-NN | supervised k-NN | DINO linear | "
+             "random linear | supervised linear | DINO train CPU s |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for seed in seeds:
+        cells = [f"{100 * by_seed[arm][seed][key]:.1f} %"
+                 for key in ("knn", "linear") for arm in ("dino", "random", "supervised")]
+        lines.append(f"| {seed} | " + " | ".join(cells)
+                     + f" | {by_seed['dino'][seed]['train_cpu_s']:.0f} |")
+    for better, worse in (("dino", "random"), ("supervised", "dino")):
+        for key in ("knn", "linear"):
+            gaps = np.array([100 * (by_seed[better][seed][key] - by_seed[worse][seed][key])
+                             for seed in seeds])
+            se = gaps.std(ddof=1) / np.sqrt(len(gaps))
+            lines.append(f"{better} - {worse}, {key}: {gaps.mean():+.1f} ± {se:.1f} pt "
+                         f"({int(np.sum(gaps > 0))}/{len(gaps)} seeds above)")
+    return "\n".join(lines)
+
+
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cifar10", default=os.environ.get("KSD_CIFAR10"))
@@ -433,6 +460,9 @@ def main(argv=None):
     args = parse_arguments(argv)
     results = run(args)
     print(render_table(results))
+    paired = render_paired_table(results)
+    if paired:
+        print(paired)
     if args.output:
         with open(args.output, "w") as file:
             json.dump(results, file, indent=1)

@@ -83,3 +83,17 @@ def test_fashion_mnist_split_is_grey_in_range_and_class_balanced():
     assert x_train.shape == (100, 28, 28, 1) and x_test.shape == (50, 28, 28, 1)
     assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() <= 1.0
     assert np.array_equal(np.bincount(y_test, minlength=10), np.full(10, 5))
+
+
+def test_paired_table_reports_mean_and_standard_error_of_per_seed_gaps():
+    def rows(values):
+        return [{"seed": seed, "knn": value, "linear": value, "train_cpu_s": 1.0}
+                for seed, value in enumerate(values)]
+
+    results = {"arms": {"random": rows([0.30, 0.30, 0.30]),
+                        "dino": rows([0.32, 0.34, 0.30]),
+                        "supervised": rows([0.60, 0.60, 0.60])}}
+    table = dino_knn.render_paired_table(results)
+    # Gaps 2, 4, 0 points: mean 2.0, standard error 2 / sqrt(3) = 1.2.
+    assert "dino - random, knn: +2.0 ± 1.2 pt (2/3 seeds above)" in table
+    assert dino_knn.render_paired_table({"arms": {"dino": rows([0.3])}}) == ""
