@@ -20,10 +20,19 @@ both scored on a held-out split: the last `--test-per-class` images of every
 class of the file (never seen by any arm). CPU time (`time.process_time`)
 per arm.
 
-Data: `--cifar10` or `$KSD_CIFAR10` (`shared/data/cifar10_train_jpeg.npz`).
+Data: `--cifar10` or `$KSD_CIFAR10` (`shared/data/cifar10_train_jpeg.npz`);
+`--dataset fashion_mnist` reads the Debian package's files offline (the
+first `--train-images` training images; the first `--test-per-class` of
+every class of the test split held out), with 28-pixel global and
+12-pixel local crops. `--backbone vit` swaps the ResNet for a tiny pre-norm
+ViT (`small_vit`: 4x4 patches, learned position embeddings resized to each
+crop's token grid, mean-pooled tokens).
 
     KSD_CIFAR10=../shared/data/cifar10_train_jpeg.npz \\
         python benchmarks/dino_knn.py --train-images 5000 --epochs 30
+    python benchmarks/dino_knn.py --dataset fashion_mnist --width 16 \\
+        --train-images 2000 --epochs 30 --batch-size 64 --local-crops 4 \\
+        --teacher-temperature 0.04 --seeds 0 1 2
     python benchmarks/dino_knn.py --smoke      # synthetic data, seconds
 
 References: Caron et al., "Emerging Properties in Self-Supervised Vision
