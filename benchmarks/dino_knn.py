@@ -20,10 +20,19 @@ both scored on a held-out split: the last `--test-per-class` images of every
 class of the file (never seen by any arm). CPU time (`time.process_time`)
 per arm.
 
-Data: `--cifar10` or `$KSD_CIFAR10` (`shared/data/cifar10_train_jpeg.npz`).
+Data: `--cifar10` or `$KSD_CIFAR10` (`shared/data/cifar10_train_jpeg.npz`);
+`--dataset fashion_mnist` reads the Debian package's files offline (the
+first `--train-images` training images; the first `--test-per-class` of
+every class of the test split held out), with 28-pixel global and
+12-pixel local crops. `--backbone vit` swaps the ResNet for a tiny pre-norm
+ViT (`small_vit`: 4x4 patches, learned position embeddings resized to each
+crop's token grid, mean-pooled tokens).
 
     KSD_CIFAR10=../shared/data/cifar10_train_jpeg.npz \\
         python benchmarks/dino_knn.py --train-images 5000 --epochs 30
+    python benchmarks/dino_knn.py --dataset fashion_mnist --width 16 \\
+        --train-images 2000 --epochs 30 --batch-size 64 --local-crops 4 \\
+        --teacher-temperature 0.04 --seeds 0 1 2
     python benchmarks/dino_knn.py --smoke      # synthetic data, seconds
 
 References: Caron et al., "Emerging Properties in Self-Supervised Vision
@@ -38,6 +47,7 @@ import time
 
 import keras
 import numpy as np
+from keras import ops
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,6 +58,15 @@ from keras_selfdistill.callbacks import MomentumScheduler  # noqa: E402
 
 CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype="float32")
 CIFAR_STD = np.array([0.2023, 0.1994, 0.2010], dtype="float32")
+FASHION_MEAN = np.array([0.2860], dtype="float32")
+FASHION_STD = np.array([0.3530], dtype="float32")
+#: Per dataset: image side, channels, normalisation, local crop side (the
+#: paper's 96/224 ratio: 16 for 32, 12 for 28).
+DATASETS = {
+    "cifar10": dict(size=32, mean=CIFAR_MEAN, std=CIFAR_STD, local_size=16),
+    "fashion_mnist": dict(size=28, mean=FASHION_MEAN, std=FASHION_STD,
+                          local_size=12),
+}
 
 
 def load_cifar10(path, train_images, test_per_class):
@@ -66,25 +85,46 @@ def load_cifar10(path, train_images, test_per_class):
     return (images(train), labels[train]), (images(test), labels[test])
 
 
-def synthetic_data(train_images, test_images, seed=0):
+def load_fashion_mnist_split(train_images, test_per_class):
+    """Fashion-MNIST from the Debian package (offline): the first
+    `train_images` training images, and the first `test_per_class` images of
+    every class of the official test split; `(batch, 28, 28, 1)` in [0, 1]."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "examples"))
+    from fashion_mnist import load_fashion_mnist
+
+    (x_train, y_train), (x_test, y_test) = load_fashion_mnist(allow_download=False)
+    test = np.sort(np.concatenate([np.flatnonzero(y_test == label)[:test_per_class]
+                                   for label in range(10)]))
+
+    def images(pixels):
+        return (pixels[..., None].astype("float32") / 255.0).astype("float32")
+
+    return ((images(x_train[:train_images]), y_train[:train_images].astype("int32")),
+            (images(x_test[test]), y_test[test].astype("int32")))
+
+
+def synthetic_data(train_images, test_images, seed=0, size=32, channels=3):
     """Ten classes of coloured blobs, for `--smoke`."""
     rng = np.random.default_rng(seed)
-    colours = rng.uniform(size=(10, 3)).astype("float32")
+    colours = rng.uniform(size=(10, channels)).astype("float32")
+    low, high = size // 4, 3 * size // 4
 
     def make(count):
         labels = rng.integers(0, 10, count).astype("int32")
-        images = rng.uniform(0, 0.3, size=(count, 32, 32, 3)).astype("float32")
-        images[:, 8:24, 8:24, :] += colours[labels][:, None, None, :] * 0.7
+        images = rng.uniform(0, 0.3, size=(count, size, size, channels)).astype("float32")
+        images[:, low:high, low:high, :] += colours[labels][:, None, None, :] * 0.7
         return np.clip(images, 0, 1), labels
 
     return make(train_images), make(test_images)
 
 
-def small_resnet(width=32, name="resnet"):
+def small_resnet(width=32, name="resnet", mean=CIFAR_MEAN, std=CIFAR_STD):
     """3 stages (width, 2 width, 4 width), one residual block each, BN,
-    global average pooling: images in [0, 1] of any size -> (batch, 4 width)."""
-    inputs = keras.Input((None, None, 3))
-    x = keras.layers.Normalization(mean=CIFAR_MEAN, variance=CIFAR_STD**2)(inputs)
+    global average pooling: images in [0, 1] of any size -> (batch, 4 width).
+    `mean`, `std`: per-channel normalisation (their length sets the channels)."""
+    inputs = keras.Input((None, None, len(mean)))
+    x = keras.layers.Normalization(mean=mean, variance=std**2)(inputs)
     x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU()(x)
@@ -104,6 +144,79 @@ def small_resnet(width=32, name="resnet"):
         x = keras.layers.ReLU()(keras.layers.Add()([y, shortcut]))
     features = keras.layers.GlobalAveragePooling2D()(x)
     return keras.Model(inputs, features, name=name)
+
+
+@keras.saving.register_keras_serializable(package="dino_knn")
+class GridPositionEmbedding(keras.layers.Layer):
+    """Learned position embeddings for a `grid` x `grid` patch grid, added to
+    patch tokens `(batch, rows, cols, dim)`; a smaller (or larger) grid gets
+    them resized bilinearly, as DINO's `interpolate_pos_encoding` does for
+    its local crops (bicubic there). The token grid must be static when
+    called on data (it is: crops have fixed sizes)."""
+
+    def __init__(self, grid, **kwargs):
+        super().__init__(**kwargs)
+        self.grid = grid
+
+    def build(self, input_shape):
+        self.embedding = self.add_weight(
+            shape=(1, self.grid, self.grid, input_shape[-1]), name="embedding",
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+
+    def call(self, tokens):
+        rows, cols = tokens.shape[1], tokens.shape[2]
+        if rows is None or cols is None:
+            return tokens  # symbolic shape inference only
+        embedding = ops.convert_to_tensor(self.embedding)
+        if (rows, cols) != (self.grid, self.grid):
+            embedding = ops.image.resize(embedding, (rows, cols),
+                                         interpolation="bilinear")
+        return tokens + embedding
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "grid": self.grid}
+
+
+def small_vit(dim=64, depth=4, heads=4, patch=4, image_size=32, mlp_ratio=2,
+              name="vit", mean=CIFAR_MEAN, std=CIFAR_STD):
+    """A tiny pre-norm ViT from public Keras layers: `patch` x `patch`
+    patches (a strided convolution) to `dim`-d tokens, learned position
+    embeddings for the `image_size` grid (resized for other crop sizes:
+    32 px -> 8 x 8 = 64 tokens, 16 px local crops -> 4 x 4 = 16), `depth`
+    blocks of `x + MHA(LN(x))`, `x + MLP(LN(x))` (GELU, hidden
+    `mlp_ratio * dim`), then the mean over tokens, layer-normalised:
+    images in [0, 1] of any side divisible by `patch` -> `(batch, dim)`."""
+    inputs = keras.Input((None, None, len(mean)))
+    x = keras.layers.Normalization(mean=mean, variance=std**2)(inputs)
+    x = keras.layers.Conv2D(dim, patch, strides=patch, name="patch_embedding")(x)
+    x = GridPositionEmbedding(image_size // patch, name="position_embedding")(x)
+    x = keras.layers.Reshape((-1, dim))(x)
+    for block in range(depth):
+        y = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+        y = keras.layers.MultiHeadAttention(heads, dim // heads,
+                                            name=f"attention_{block}")(y, y)
+        x = keras.layers.Add()([x, y])
+        y = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+        y = keras.layers.Dense(mlp_ratio * dim, activation="gelu")(y)
+        y = keras.layers.Dense(dim)(y)
+        x = keras.layers.Add()([x, y])
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    features = keras.layers.LayerNormalization(epsilon=1e-6)(x)
+    return keras.Model(inputs, features, name=name)
+
+
+def make_backbone(args):
+    """The `--backbone` for `--dataset`, at the current random seed."""
+    spec = DATASETS[args.dataset]
+    if args.backbone == "vit":
+        return small_vit(dim=args.vit_dim, depth=args.vit_depth,
+                         heads=args.vit_heads, patch=args.vit_patch,
+                         image_size=spec["size"], mean=spec["mean"],
+                         std=spec["std"])
+    return small_resnet(args.width, mean=spec["mean"], std=spec["std"])
 
 
 def features_of(backbone, images, batch_size=500):
@@ -171,13 +284,14 @@ def probes(backbone, data):
 
 def train_dino(args, x_train, seed):
     keras.utils.set_random_seed(seed)
-    backbone = small_resnet(args.width)
+    backbone = make_backbone(args)
+    spec = DATASETS[args.dataset]
     model = DINO(
         backbone,
         output_dim=args.output_dim,
         hidden_dim=args.hidden_dim,
         bottleneck_dim=args.bottleneck_dim,
-        multi_crop=MultiCrop(global_size=32, local_size=16,
+        multi_crop=MultiCrop(global_size=spec["size"], local_size=spec["local_size"],
                              num_local_crops=args.local_crops, seed=seed),
         warmup_teacher_temperature_epochs=max(1, args.epochs // 3),
         teacher_temperature=args.teacher_temperature,
@@ -202,18 +316,19 @@ def train_dino(args, x_train, seed):
 
 
 def crop_and_flip(images, rng):
+    size = images.shape[1]
     padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
     out = np.empty_like(images)
     for i, (top, left) in enumerate(rng.integers(0, 9, size=(len(images), 2))):
-        crop = padded[i, top:top + 32, left:left + 32]
+        crop = padded[i, top:top + size, left:left + size]
         out[i] = crop[:, ::-1] if rng.random() < 0.5 else crop
     return out
 
 
 def train_supervised(args, x_train, y_train, seed):
     keras.utils.set_random_seed(seed)
-    backbone = small_resnet(args.width)
-    inputs = keras.Input((32, 32, 3))
+    backbone = make_backbone(args)
+    inputs = keras.Input(x_train.shape[1:])
     classifier = keras.Model(inputs, keras.layers.Dense(10)(backbone(inputs)))
     steps_per_epoch = int(np.ceil(len(x_train) / args.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -231,8 +346,12 @@ def train_supervised(args, x_train, y_train, seed):
 
 
 def run(args):
+    spec = DATASETS[args.dataset]
     if args.smoke:
-        data = synthetic_data(args.train_images, 100)
+        data = synthetic_data(args.train_images, 100, size=spec["size"],
+                              channels=len(spec["mean"]))
+    elif args.dataset == "fashion_mnist":
+        data = load_fashion_mnist_split(args.train_images, args.test_per_class)
     else:
         data = load_cifar10(args.cifar10, args.train_images, args.test_per_class)
     (x_train, y_train), _ = data
@@ -244,7 +363,7 @@ def run(args):
             history = None
             if arm == "random":
                 keras.utils.set_random_seed(seed)
-                backbone = small_resnet(args.width)
+                backbone = make_backbone(args)
             elif arm == "dino":
                 backbone, history = train_dino(args, x_train, seed)
             else:
@@ -279,9 +398,43 @@ def render_table(results):
     return "\n".join(lines)
 
 
+def render_paired_table(results):
+    """Per seed, every arm's k-NN and linear probe side by side, then the
+    paired differences (mean ± standard error over seeds, and how many seeds
+    are better): `""` unless all three arms ran on two seeds or more."""
+    arms = results["arms"]
+    if set(arms) != {"random", "dino", "supervised"} or len(arms["dino"]) < 2:
+        return ""
+    by_seed = {arm: {row["seed"]: row for row in rows} for arm, rows in arms.items()}
+    seeds = [row["seed"] for row in arms["dino"]]
+    lines = ["| seed | DINO k-NN | random k-NN | supervised k-NN | DINO linear | "
+             "random linear | supervised linear | DINO train CPU s |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for seed in seeds:
+        cells = [f"{100 * by_seed[arm][seed][key]:.1f} %"
+                 for key in ("knn", "linear") for arm in ("dino", "random", "supervised")]
+        lines.append(f"| {seed} | " + " | ".join(cells)
+                     + f" | {by_seed['dino'][seed]['train_cpu_s']:.0f} |")
+    for better, worse in (("dino", "random"), ("supervised", "dino")):
+        for key in ("knn", "linear"):
+            gaps = np.array([100 * (by_seed[better][seed][key] - by_seed[worse][seed][key])
+                             for seed in seeds])
+            se = gaps.std(ddof=1) / np.sqrt(len(gaps))
+            lines.append(f"{better} - {worse}, {key}: {gaps.mean():+.1f} ± {se:.1f} pt "
+                         f"({int(np.sum(gaps > 0))}/{len(gaps)} seeds above)")
+    return "\n".join(lines)
+
+
 def parse_arguments(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cifar10", default=os.environ.get("KSD_CIFAR10"))
+    parser.add_argument("--dataset", default="cifar10", choices=sorted(DATASETS),
+                        help="fashion_mnist: the Debian package's files, offline")
+    parser.add_argument("--backbone", default="resnet", choices=["resnet", "vit"])
+    parser.add_argument("--vit-dim", type=int, default=64)
+    parser.add_argument("--vit-depth", type=int, default=4)
+    parser.add_argument("--vit-heads", type=int, default=4)
+    parser.add_argument("--vit-patch", type=int, default=4)
     parser.add_argument("--train-images", type=int, default=5000)
     parser.add_argument("--test-per-class", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=30)
@@ -306,7 +459,8 @@ def parse_arguments(argv=None):
         args.train_images, args.epochs, args.batch_size = 64, 1, 32
         args.width, args.output_dim, args.hidden_dim = 4, 32, 16
         args.bottleneck_dim, args.local_crops = 8, 1
-    elif not args.cifar10:
+        args.vit_dim, args.vit_depth, args.vit_heads = 8, 1, 2
+    elif args.dataset == "cifar10" and not args.cifar10:
         parser.error("give --cifar10 PATH or set KSD_CIFAR10 (or use --smoke)")
     return args
 
@@ -315,6 +469,9 @@ def main(argv=None):
     args = parse_arguments(argv)
     results = run(args)
     print(render_table(results))
+    paired = render_paired_table(results)
+    if paired:
+        print(paired)
     if args.output:
         with open(args.output, "w") as file:
             json.dump(results, file, indent=1)

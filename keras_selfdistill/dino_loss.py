@@ -69,6 +69,28 @@ def dino_loss_terms(
         Transformers" (DINO), ICCV 2021, equations (1)-(4) and Algorithm 1.
         https://arxiv.org/abs/2104.14294
     """
+    num_global, num_views = _crop_counts(student_logits, teacher_logits)
+    teacher_log_probabilities = _teacher_log_probabilities(
+        teacher_logits, center, teacher_temperature
+    )
+    student_log_probabilities = ops.log_softmax(
+        _as_float32(student_logits) / _as_float32(student_temperature), axis=-1
+    )
+    cross, entropy = _cross_entropies(
+        teacher_log_probabilities, student_log_probabilities
+    )
+    # Every (teacher crop i, student crop v) pair but v = i.
+    pairs = 1.0 - ops.eye(num_global, num_views, dtype="float32")
+    count = float(num_global * num_views - num_global)
+    return {
+        "loss": ops.sum(cross * pairs) / count,
+        "teacher_entropy": ops.mean(entropy),
+        "kl_divergence": ops.sum((cross - entropy[:, None]) * pairs) / count,
+    }
+
+
+def _crop_counts(student_logits, teacher_logits):
+    """`(G, V)`, the teacher's and the student's crop counts, checked."""
     num_views = student_logits.shape[0]
     num_global = teacher_logits.shape[0]
     if num_views is None or num_global is None or num_global > num_views:
@@ -84,36 +106,33 @@ def dino_loss_terms(
             "the teacher's crop i != v). Received: student_logits with "
             f"{num_views} crop(s)."
         )
+    return num_global, num_views
+
+
+def _teacher_log_probabilities(teacher_logits, center, teacher_temperature):
+    """`log softmax((t - c) / tau_t)`, `(G, batch, K)`, with no gradient."""
     center = ops.reshape(ops.stop_gradient(_as_float32(center)), (1, 1, -1))
     teacher = ops.stop_gradient(_as_float32(teacher_logits))
-    teacher_log_probabilities = ops.log_softmax(
+    return ops.log_softmax(
         (teacher - center) / _as_float32(teacher_temperature), axis=-1
     )
+
+
+def _cross_entropies(teacher_log_probabilities, student_log_probabilities):
+    """`cross[i, v]`: batch mean of `H(P_t^i, P_s^v)`, `(G, V)`; and
+    `entropy[i]`: batch mean of `H(P_t^i)`, `(G,)`."""
     teacher_probabilities = ops.exp(teacher_log_probabilities)
-    student_log_probabilities = ops.log_softmax(
-        _as_float32(student_logits) / _as_float32(student_temperature), axis=-1
-    )
-    # cross[i, v] = mean over the batch of H(P_t^i, P_s^v): (G, V).
     cross = -ops.mean(
         ops.einsum(
             "ibk,vbk->ivb", teacher_probabilities, student_log_probabilities
         ),
         axis=-1,
     )
-    # entropy[i] = mean over the batch of H(P_t^i): (G,).
     entropy = -ops.mean(
         ops.sum(teacher_probabilities * teacher_log_probabilities, axis=-1),
         axis=-1,
     )
-    pairs = 1.0 - ops.eye(num_global, num_views, dtype="float32")
-    count = float(num_global * num_views - num_global)
-    loss = ops.sum(cross * pairs) / count
-    kl = ops.sum((cross - entropy[:, None]) * pairs) / count
-    return {
-        "loss": loss,
-        "teacher_entropy": ops.mean(entropy),
-        "kl_divergence": kl,
-    }
+    return cross, entropy
 
 
 def updated_center(center, teacher_logits, center_momentum=0.9):

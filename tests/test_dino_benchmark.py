@@ -41,3 +41,59 @@ def test_smoke_run_reports_every_arm():
     for rows in results["arms"].values():
         assert 0.0 <= rows[0]["knn"] <= 1.0 and 0.0 <= rows[0]["linear"] <= 1.0
     assert "teacher_entropy" in results["arms"]["dino"][0]["dino_history"]
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="the benchmark's model, run on TensorFlow: checked once")
+def test_small_vit_takes_global_and_local_crop_sizes():
+    keras.utils.set_random_seed(0)
+    vit = dino_knn.small_vit(dim=8, depth=1, heads=2, patch=4, image_size=16)
+    images = np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")
+    assert tuple(vit(images).shape) == (2, 8)
+    assert tuple(vit(images[:, :8, :8]).shape) == (2, 8)  # a 2x2 token grid
+
+
+def test_position_embedding_is_resized_for_a_smaller_grid():
+    layer = dino_knn.GridPositionEmbedding(4)
+    tokens = np.zeros((1, 4, 4, 2), "float32")
+    full = keras.ops.convert_to_numpy(layer(tokens))
+    np.testing.assert_allclose(full, keras.ops.convert_to_numpy(layer.embedding))
+    # Bilinear to a 2x2 grid (half-pixel centres at 0.5 and 2.5 of the
+    # 4x4 grid): the mean of each 2x2 block.
+    half = keras.ops.convert_to_numpy(layer(np.zeros((1, 2, 2, 2), "float32")))
+    blocks = full[0].reshape(2, 2, 2, 2, 2).mean((1, 3))
+    np.testing.assert_allclose(half[0], blocks, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="a TensorFlow script: run once, in the TensorFlow pass")
+@pytest.mark.parametrize("dataset", ["cifar10", "fashion_mnist"])
+def test_smoke_run_with_the_vit_on_each_dataset(dataset):
+    results = dino_knn.main(["--smoke", "--backbone", "vit", "--dataset", dataset,
+                             "--arms", "dino"])
+    assert 0.0 <= results["arms"]["dino"][0]["knn"] <= 1.0
+    assert results["settings"]["dataset"] == dataset
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow"
+                    or not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="the benchmark's data loader, once; needs the Debian files")
+def test_fashion_mnist_split_is_grey_in_range_and_class_balanced():
+    (x_train, y_train), (x_test, y_test) = dino_knn.load_fashion_mnist_split(100, 5)
+    assert x_train.shape == (100, 28, 28, 1) and x_test.shape == (50, 28, 28, 1)
+    assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() <= 1.0
+    assert np.array_equal(np.bincount(y_test, minlength=10), np.full(10, 5))
+
+
+def test_paired_table_reports_mean_and_standard_error_of_per_seed_gaps():
+    def rows(values):
+        return [{"seed": seed, "knn": value, "linear": value, "train_cpu_s": 1.0}
+                for seed, value in enumerate(values)]
+
+    results = {"arms": {"random": rows([0.30, 0.30, 0.30]),
+                        "dino": rows([0.32, 0.34, 0.30]),
+                        "supervised": rows([0.60, 0.60, 0.60])}}
+    table = dino_knn.render_paired_table(results)
+    # Gaps 2, 4, 0 points: mean 2.0, standard error 2 / sqrt(3) = 1.2.
+    assert "dino - random, knn: +2.0 ± 1.2 pt (2/3 seeds above)" in table
+    assert dino_knn.render_paired_table({"arms": {"dino": rows([0.3])}}) == ""

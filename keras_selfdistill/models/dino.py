@@ -180,23 +180,10 @@ class DINO(DistillationBase):
     ):
         super().__init__(**kwargs)
         feature_dim = _check_backbone(backbone)
-        check_positive("teacher_temperature", teacher_temperature)
-        check_positive("warmup_teacher_temperature", warmup_teacher_temperature)
-        check_integer(
-            "warmup_teacher_temperature_epochs", warmup_teacher_temperature_epochs, 0
+        _check_schedule_arguments(
+            teacher_temperature, warmup_teacher_temperature,
+            warmup_teacher_temperature_epochs, freeze_last_layer_epochs, serve,
         )
-        check_integer("freeze_last_layer_epochs", freeze_last_layer_epochs, 0)
-        if serve not in _SERVED:
-            raise ValueError(
-                f"`serve` must be one of {list(_SERVED)}. Received: serve={serve!r}"
-            )
-        if multi_crop is None:
-            multi_crop = MultiCrop(seed=seed)
-        if not isinstance(multi_crop, MultiCrop):
-            raise ValueError(
-                "`multi_crop` must be a keras_selfdistill.MultiCrop layer or "
-                f"None. Received: multi_crop of type {type(multi_crop).__name__}"
-            )
         self.momentum = momentum
         self.student_temperature = student_temperature
         self.center_momentum = center_momentum
@@ -206,26 +193,33 @@ class DINO(DistillationBase):
         self.freeze_last_layer_epochs = freeze_last_layer_epochs
         self.serve = serve
         self.seed = seed
-        self.multi_crop = multi_crop
+        self.multi_crop = _checked_multi_crop(multi_crop, seed)
         self.backbone = backbone
         self.head = DINOHead(
-            output_dim,
-            hidden_dim=hidden_dim,
-            bottleneck_dim=bottleneck_dim,
-            num_layers=num_head_layers,
-            use_batch_norm=use_batch_norm_in_head,
-            normalize_last_layer=normalize_last_layer,
-            name="head",
+            output_dim, hidden_dim=hidden_dim, bottleneck_dim=bottleneck_dim,
+            num_layers=num_head_layers, use_batch_norm=use_batch_norm_in_head,
+            normalize_last_layer=normalize_last_layer, name="head",
         )
         self.head.build((None, feature_dim))
+        self._build_teacher(feature_dim)
+        self._add_state_variables(output_dim)
+        self._pair_teacher_with_student()
+        self.built = True
+
+    def _build_teacher(self, feature_dim):
+        """The teacher: a copy of the backbone and of the head, not trained."""
         self.teacher_backbone = copy_with_weights(
-            backbone, name=f"{backbone.name}_teacher"
+            self.backbone, name=f"{self.backbone.name}_teacher"
         )
         self.teacher_head = DINOHead.from_config(
             {**self.head.get_config(), "name": "teacher_head"}
         )
         self.teacher_head.build((None, feature_dim))
         self.teacher_head.trainable = False
+
+    def _add_state_variables(self, output_dim):
+        """The centre (mean-aggregated across replicas), the epoch, and the
+        flag of a teacher update left pending by the last optimizer step."""
         self.center = self.add_weight(
             name="center",
             shape=(output_dim,),
@@ -242,7 +236,11 @@ class DINO(DistillationBase):
             name="teacher_update_pending", shape=(), initializer="zeros",
             trainable=False, autocast=False,
         )
-        student_weights = backbone.weights + self.head.weights
+
+    def _pair_teacher_with_student(self):
+        """Pairs each averaged teacher variable with its student variable,
+        starts the teacher equal to the student, and sets up the update."""
+        student_weights = self.backbone.weights + self.head.weights
         teacher_weights = self.teacher_backbone.weights + self.teacher_head.weights
         self._set_untracked(
             "_weight_pairs",
@@ -257,7 +255,6 @@ class DINO(DistillationBase):
             "_full_precision_fold",
             FullPrecisionCall(self._fold_and_return, name="teacher_update"),
         )
-        self.built = True
 
     # -- the teacher ----------------------------------------------------- #
 
@@ -501,6 +498,38 @@ class DINO(DistillationBase):
     def layout_description(self) -> str:
         """What a weights file of this model holds, in words."""
         return "DINO: student and teacher backbones and heads"
+
+
+def _check_schedule_arguments(
+    teacher_temperature,
+    warmup_teacher_temperature,
+    warmup_teacher_temperature_epochs,
+    freeze_last_layer_epochs,
+    serve,
+) -> None:
+    """Raises on a bad temperature, epoch count or `serve`."""
+    check_positive("teacher_temperature", teacher_temperature)
+    check_positive("warmup_teacher_temperature", warmup_teacher_temperature)
+    check_integer(
+        "warmup_teacher_temperature_epochs", warmup_teacher_temperature_epochs, 0
+    )
+    check_integer("freeze_last_layer_epochs", freeze_last_layer_epochs, 0)
+    if serve not in _SERVED:
+        raise ValueError(
+            f"`serve` must be one of {list(_SERVED)}. Received: serve={serve!r}"
+        )
+
+
+def _checked_multi_crop(multi_crop, seed):
+    """`multi_crop`, or `MultiCrop(seed=seed)` for `None`; raises otherwise."""
+    if multi_crop is None:
+        return MultiCrop(seed=seed)
+    if not isinstance(multi_crop, MultiCrop):
+        raise ValueError(
+            "`multi_crop` must be a keras_selfdistill.MultiCrop layer or "
+            f"None. Received: multi_crop of type {type(multi_crop).__name__}"
+        )
+    return multi_crop
 
 
 def _check_backbone(backbone) -> int:

@@ -336,3 +336,22 @@ def test_multi_crop_resamples_a_ramp_into_a_monotone_ramp():
         assert np.all(np.ptp(row, axis=1) > 0.05)
         # At most sqrt(0.6 * 4/3) of the width (0.87 of the ramp): not all of it.
         assert np.all(np.ptp(row, axis=1) < 0.9)
+
+
+@tensorflow_pass_only("the 1-channel branches are Python on static shapes; the ops are "
+                      "those of the 3-channel MultiCrop tests, which run on every backend")
+def test_multi_crop_on_one_channel_jitters_and_solarizes_the_grey_values():
+    # Fashion-MNIST-sized grey images, constant 0.8: every view stays
+    # spatially constant (crop, flip and blur keep a constant constant), the
+    # brightness jitter (p = 0.8, factor in [0.6, 1.4]) moves the value to
+    # [0.48, 1] and only solarize (global crop 2, p = 0.2) can take it below.
+    grey = np.full((64, 28, 28, 1), 0.8, "float32")
+    crops = [numpy_of(c) for c in MultiCrop(28, 12, 2, seed=0)(grey)]
+    assert [c.shape for c in crops] == [(64, 28, 28, 1)] * 2 + [(64, 12, 12, 1)] * 2
+    values = [c[:, 0, 0, 0] for c in crops]
+    for crop, value in zip(crops, values):
+        assert np.ptp(crop, axis=(1, 2, 3)).max() < 1e-5
+        assert np.any(np.abs(value - 0.8) > 0.01)  # jittered, some of them
+    for view in (0, 2, 3):
+        assert values[view].min() >= 0.48 - 1e-5
+    assert np.any(values[1] < 0.48)  # solarized
