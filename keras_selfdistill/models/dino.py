@@ -9,6 +9,7 @@ from keras_selfdistill.dino_loss import updated_center
 from keras_selfdistill.layers.dino_head import DINOHead
 from keras_selfdistill.metrics import with_direction
 from keras_selfdistill.models.copies import copy_with_weights
+from keras_selfdistill.models.copies import teacher_layer_prefix
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.graph import known_outputs
 from keras_selfdistill.models.hyperparameters import Hyperparameter
@@ -208,8 +209,12 @@ class DINO(DistillationBase):
 
     def _build_teacher(self, feature_dim):
         """The teacher: a copy of the backbone and of the head, not trained."""
+        # Renamed layers: the teacher's variable paths must differ from the
+        # student's (get_state_tree, torch's parameter tracking).
         self.teacher_backbone = copy_with_weights(
-            self.backbone, name=f"{self.backbone.name}_teacher"
+            self.backbone,
+            name=f"{self.backbone.name}_teacher",
+            layer_prefix=teacher_layer_prefix(self.backbone, "teacher"),
         )
         self.teacher_head = DINOHead.from_config(
             {**self.head.get_config(), "name": "teacher_head"}
@@ -462,10 +467,14 @@ class DINO(DistillationBase):
                 f"`which` must be one of {list(_SERVED)}. Received: which={which!r}"
             )
         self.update_teacher()
-        source = self.teacher_backbone if which == "teacher" else self.backbone
-        return copy_with_weights(
-            source, name=f"{self.backbone.name}_{which}_export", trainable=True
+        # A copy of the student's architecture (its layer names, not the
+        # teacher's renamed ones) holding the chosen weights.
+        exported = copy_with_weights(
+            self.backbone, name=f"{self.backbone.name}_{which}_export", trainable=True
         )
+        if which == "teacher":
+            exported.set_weights(self.teacher_backbone.get_weights())
+        return exported
 
     # -- serialization --------------------------------------------------- #
 

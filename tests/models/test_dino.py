@@ -208,6 +208,16 @@ def test_predict_serves_backbone_features_and_export_copies_that_backbone(serve)
     np.testing.assert_allclose(model.predict(IMAGES, verbose=0), served, atol=1e-6)
 
 
+def test_teacher_and_student_variables_have_distinct_paths():
+    """The teacher is a renamed copy: every variable path of the model is
+    unique (Keras's get_state_tree refuses duplicates), and the exported
+    teacher keeps the student's layer names."""
+    model = make_dino()
+    paths = [variable.path for variable in model.variables]
+    assert len(paths) == len(set(paths))
+    assert model.export_backbone("teacher").get_layer("bn") is not None
+
+
 def test_saves_and_loads_with_centre_epoch_and_teacher():
     model = make_dino(normalize_last_layer=False, use_batch_norm_in_head=True)
     model.compile(optimizer="adam", run_eagerly=True)
