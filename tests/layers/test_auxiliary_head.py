@@ -349,3 +349,12 @@ def test_from_backbone_passes_head_gradient_scale_to_every_head():
     )
     scales = [model.get_layer(f"head_{i}").bottleneck.gradient_scale for i in (1, 2)]
     assert scales == [0.5, 0.5]
+
+
+def test_a_model_with_a_scaled_head_saves_and_predicts_the_same(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    head = AuxiliaryHead(num_classes=4, gradient_scale=0.3, name="head")
+    model = keras.Model(inputs, head(inputs))
+    restored = run_model_saving_test(model, np.random.default_rng(0).normal(size=(5, 8, 8, 3)))
+    assert restored.get_layer("head").gradient_scale == 0.3
+    assert restored.get_layer("head").bottleneck.gradient_scale == 0.3
