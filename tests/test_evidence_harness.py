@@ -147,42 +147,41 @@ def test_split_holds_out_the_last_images_of_every_class():
     assert test.max() == 59 and 5 in test and 4 in test
 
 
+def _cifar10_smoke(tmp_path, arms=None):
+    """Runs `cifar10_evidence.py --smoke` (one seed) on a synthetic archive;
+    returns its runs in order and its markdown page."""
+    import cifar10_evidence
+
+    archive = tmp_path / "cifar.npz"
+    _synthetic_archive(archive)
+    output, markdown = tmp_path / "result.json", tmp_path / "result.md"
+    cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
+                           *(["--arms", arms] if arms else []),
+                           "--output", str(output), "--markdown", str(markdown)])
+    return json.loads(output.read_text())["runs"], markdown.read_text()
+
+
 # The harness is backend-independent, and the script decodes JPEGs with
 # TensorFlow: one backend is enough (a torch pass that loads TensorFlow's
 # decoder late is also where a CI run once stopped making progress).
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="backend-independent; runs in the TensorFlow pass")
 def test_cifar10_smoke_runs_every_arm(tmp_path):
-    import cifar10_evidence
-
-    archive = tmp_path / "cifar.npz"
-    _synthetic_archive(archive)
-    output, markdown = tmp_path / "result.json", tmp_path / "result.md"
-    cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
-                           "--output", str(output), "--markdown", str(markdown)])
-    results = json.loads(output.read_text())
-    assert [run["arm"] for run in results["runs"]] == ["plain", "heads_ce", "sd"]
-    sd_run = next(run for run in results["runs"] if run["arm"] == "sd")
+    runs, page = _cifar10_smoke(tmp_path)
+    assert [run["arm"] for run in runs] == ["plain", "heads_ce", "sd"]
+    sd_run = next(run for run in runs if run["arm"] == "sd")
     assert set(sd_run["test"]) == {"served", "head_1", "head_2", "ensemble"}
-    page = markdown.read_text()
     assert "| sd ensemble |" in page and "--smoke" in page
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="backend-independent; runs in the TensorFlow pass")
 def test_cifar10_smoke_scores_each_peer_and_the_momentum_teacher(tmp_path):
-    import cifar10_evidence
-
-    archive = tmp_path / "cifar.npz"
-    _synthetic_archive(archive)
-    output, markdown = tmp_path / "result.json", tmp_path / "result.md"
-    cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
-                           "--arms", "plain,mutual_learning,ema_teacher",
-                           "--output", str(output), "--markdown", str(markdown)])
-    runs = {run["arm"]: run for run in json.loads(output.read_text())["runs"]}
+    runs, page = _cifar10_smoke(tmp_path, "plain,mutual_learning,ema_teacher")
+    runs = {run["arm"]: run for run in runs}
     assert set(runs["mutual_learning"]["test"]) == {"served", "peer1", "peer2"}
     assert set(runs["ema_teacher"]["test"]) == {"served", "teacher"}
-    assert "| ema_teacher teacher − ema_teacher |" in markdown.read_text()
+    assert "| ema_teacher teacher − ema_teacher |" in page
 
 
 def test_an_arm_with_its_own_inputs_gets_the_epoch_order_and_the_recipe():
@@ -231,15 +230,7 @@ def test_ps_kd_and_dlb_arms_lay_out_their_epochs():
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="backend-independent; runs in the TensorFlow pass")
 def test_cifar10_smoke_runs_the_head_free_arms(tmp_path):
-    import cifar10_evidence
-
-    archive = tmp_path / "cifar.npz"
-    _synthetic_archive(archive)
-    output = tmp_path / "result.json"
-    cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
-                           "--arms", "plain,label_smoothing,tf_kd,cs_kd,ps_kd,dlb",
-                           "--output", str(output)])
-    runs = json.loads(output.read_text())["runs"]
+    runs, _ = _cifar10_smoke(tmp_path, "plain,label_smoothing,tf_kd,cs_kd,ps_kd,dlb")
     assert [run["arm"] for run in runs] == [
         "plain", "label_smoothing", "tf_kd", "cs_kd", "ps_kd", "dlb"]
     for run in runs:
@@ -328,15 +319,8 @@ def test_an_arm_listed_before_the_arm_it_uses_is_refused():
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="backend-independent; runs in the TensorFlow pass")
 def test_cifar10_smoke_scores_kd_and_born_again_with_their_ensembles(tmp_path):
-    import cifar10_evidence
-
-    archive = tmp_path / "cifar.npz"
-    _synthetic_archive(archive)
-    output, markdown = tmp_path / "result.json", tmp_path / "result.md"
-    cifar10_evidence.main(["--cifar10", str(archive), "--smoke", "--seeds", "1",
-                           "--arms", "plain,teacher,kd,born_again",
-                           "--output", str(output), "--markdown", str(markdown)])
-    runs = {run["arm"]: run for run in json.loads(output.read_text())["runs"]}
+    runs, page = _cifar10_smoke(tmp_path, "plain,teacher,kd,born_again")
+    runs = {run["arm"]: run for run in runs}
     assert set(runs["kd"]["test"]) == {"served", "ensemble"}
     assert set(runs["born_again"]["test"]) == {"served", "ensemble"}
-    assert "| born_again ensemble |" in markdown.read_text()
+    assert "| born_again ensemble |" in page
