@@ -30,16 +30,17 @@ def teacher_arms(plain, teacher) -> dict:
     Returns:
         dict `name -> build` (`teacher`) or `name -> harness.Arm`.
     """
-    def kd(teacher):
+    # Each builder gets the trained models it `uses` as keyword arguments,
+    # named after their arms; the student is built first, after seeding.
+    def kd(**trained):
         student = plain()
-        return Distiller(copy_with_weights(teacher, "kd_teacher"), student)
+        return Distiller(copy_with_weights(trained["teacher"], "kd_teacher"), student)
 
-    def born_again(plain):
-        student = plain_model()
-        return Distiller(copy_with_weights(plain, "generation_0"), student,
+    def born_again(**trained):
+        student = plain()
+        return Distiller(copy_with_weights(trained["plain"], "generation_0"), student,
                          alpha=0.5, temperature=1.0)
 
-    plain_model = plain
     return dict(teacher=teacher,
                 kd=harness.Arm(kd, uses=("teacher",)),
                 born_again=harness.Arm(born_again, uses=("plain",)))
