@@ -11,6 +11,8 @@ import math
 import keras
 from keras import ops
 
+from keras_selfdistill.data_format import channel_axis
+from keras_selfdistill.data_format import resolve_data_format
 from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_number
 
@@ -91,7 +93,9 @@ class MultiCrop(keras.layers.Layer):
     `sigma` in (0.1, 1.0) pixels (a 3-tap kernel: a 32-pixel image cannot
     take the paper's 23-pixel one).
 
-    Images must be float in [0, 1], `(batch, height, width, channels)`.
+    Images must be float in [0, 1], `(batch, height, width, channels)`, or
+    `(batch, channels, height, width)` with `data_format="channels_first"`
+    (the crops then come out channels first too).
 
     Args:
         global_size: int >= 1. Side of the global crops. Defaults to `32`.
@@ -109,6 +113,9 @@ class MultiCrop(keras.layers.Layer):
             solarize (only crops and flips). Defaults to `True`.
         seed: int or `None`. Seed of the layer's `SeedGenerator`. Defaults
             to `None`.
+        data_format: `"channels_last"`, `"channels_first"` or `None`
+            (`keras.config.image_data_format()`). The layout of the images
+            and of the crops. Defaults to `None`.
         **kwargs: base layer arguments (`name`).
 
     Example:
@@ -139,9 +146,11 @@ class MultiCrop(keras.layers.Layer):
         blur_sigma=(0.1, 1.0),
         color_augmentation=True,
         seed=None,
+        data_format=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.data_format = resolve_data_format(data_format)
         check_integer("global_size", global_size, 1)
         check_integer("local_size", local_size, 1)
         check_integer("num_local_crops", num_local_crops, 0)
@@ -289,11 +298,12 @@ class MultiCrop(keras.layers.Layer):
         """The views of `images`.
 
         Args:
-            images: float tensor `(batch, height, width, channels)` in [0, 1].
+            images: float tensor `(batch, height, width, channels)` in [0, 1]
+                (channels second with `data_format="channels_first"`).
 
         Returns:
             list of `2 + num_local_crops` float32 tensors: the two global
-            crops, then the local crops.
+            crops, then the local crops, in the images' layout.
         """
         if len(images.shape) != 4:
             raise ValueError(
@@ -301,6 +311,14 @@ class MultiCrop(keras.layers.Layer):
                 f"channels). Received: images of shape {tuple(images.shape)}"
             )
         images = ops.cast(images, "float32")
+        if self.data_format == "channels_first":
+            # The crops and colour operations work on channels-last images.
+            views = self._views(ops.transpose(images, (0, 2, 3, 1)))
+            return [ops.transpose(view, (0, 3, 1, 2)) for view in views]
+        return self._views(images)
+
+    def _views(self, images):
+        """The views of channels-last float32 `images`."""
         views = [
             self.augment(images, self.global_size, self.global_scale, view)
             for view in (0, 1)
@@ -324,9 +342,16 @@ class MultiCrop(keras.layers.Layer):
             self.seed_generator.state.assign(store[_SEED_STATE_KEY])
 
     def compute_output_shape(self, input_shape):
-        batch, channels = input_shape[0], input_shape[-1]
-        return [(batch, self.global_size, self.global_size, channels)] * 2 + [
-            (batch, self.local_size, self.local_size, channels)
+        batch = input_shape[0]
+        channels = input_shape[channel_axis(self.data_format, len(input_shape))]
+
+        def shape(size):
+            if self.data_format == "channels_first":
+                return (batch, channels, size, size)
+            return (batch, size, size, channels)
+
+        return [shape(self.global_size)] * 2 + [
+            shape(self.local_size)
         ] * self.num_local_crops
 
     def get_config(self):
@@ -340,4 +365,5 @@ class MultiCrop(keras.layers.Layer):
             "blur_sigma": list(self.blur_sigma),
             "color_augmentation": self.color_augmentation,
             "seed": self.seed,
+            "data_format": self.data_format,
         }

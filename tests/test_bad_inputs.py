@@ -833,7 +833,7 @@ BAD_INPUTS = [
         "Distiller", "hint layers with different spatial shapes",
         lambda tmp: Distiller(conv_classifier("t", 1), conv_classifier("s", 2),
                               feature_pairs=[("conv", "conv")]),
-        ValueError, "must have the same shape except the last (channel) axis",
+        ValueError, "must have the same shape except the channel axis",
         "Received: teacher layer 'conv' with shape (None, 8, 8, 4), student "
         "layer 'conv' with shape (None, 4, 4, 4)",
     ),
@@ -1685,6 +1685,18 @@ BAD_INPUTS = [
         lambda tmp: AuxiliaryHead(3, gradient_scale=2.0),
         ValueError, "`gradient_scale` must be in [0, 1]",
         "Received: gradient_scale=2.0",
+    ),
+    BadInput(
+        "AuxiliaryHead", "a data format in another framework's spelling",
+        lambda tmp: AuxiliaryHead(3, data_format="NCHW"),
+        ValueError, "`data_format` must be one of ['channels_last', 'channels_first']",
+        "Received: data_format='NCHW'",
+    ),
+    BadInput(
+        "AuxiliaryHead", "channels-first map whose channel axis is unknown",
+        lambda tmp: AuxiliaryHead(3, data_format="channels_first").build((None, None, 8, 8)),
+        ValueError, "AuxiliaryHead needs a known channel dimension",
+        "input_shape=(None, None, 8, 8), data_format='channels_first'",
     ),
     BadInput(
         "AuxiliaryHead", "a block structure that does not exist",

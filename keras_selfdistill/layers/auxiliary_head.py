@@ -4,6 +4,9 @@ import keras
 from keras import layers
 from keras import ops
 
+from keras_selfdistill.data_format import channel_axis
+from keras_selfdistill.data_format import resolve_data_format
+from keras_selfdistill.data_format import spatial_shape
 from keras_selfdistill.layers import separable_convolution
 from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_unit_interval
@@ -72,9 +75,11 @@ class HeadBottleneck(keras.layers.Layer):
         block="single",
         attention=False,
         gradient_scale=1.0,
+        data_format=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.data_format = resolve_data_format(data_format)
         self.block = block
         self.attention = attention
         self.gradient_scale = gradient_scale
@@ -114,13 +119,15 @@ class HeadBottleneck(keras.layers.Layer):
             self.kernel_size,
             strides=strides,
             padding="same",
+            data_format=self.data_format,
             use_bias=not self.use_batch_norm,
             dtype=self.dtype_policy,
             name=f"conv_{name}",
         )
 
-    def _batch_norm(self, name):
+    def _batch_norm(self, name, rank):
         return layers.BatchNormalization(
+            axis=channel_axis(self.data_format, rank),
             momentum=self.batch_norm_momentum,
             dtype=self.dtype_policy,
             name=name,
@@ -136,15 +143,16 @@ class HeadBottleneck(keras.layers.Layer):
             shape = main.compute_output_shape(shape)
             built.append(main)
             if self.use_batch_norm:
-                norm = self._batch_norm(f"batch_norm_{name}")
+                norm = self._batch_norm(f"batch_norm_{name}", rank)
                 norm.build(shape)
                 built.append(norm)
         return built, shape
 
     def build(self, input_shape):
-        _check_input_shape(tuple(input_shape), self.attention)
+        _check_input_shape(tuple(input_shape), self.attention, self.data_format)
         rank = len(input_shape)
-        channels = input_shape[-1]
+        axis = channel_axis(self.data_format, rank)
+        channels = input_shape[axis]
         shape = tuple(input_shape)
         if self.attention:
             self._build_gate(rank, shape, channels)
@@ -155,11 +163,13 @@ class HeadBottleneck(keras.layers.Layer):
             else:
                 # The authors' SepConv: the first half downsamples and keeps
                 # the channels, the second changes them.
-                units = [(shape[-1], 2, f"{index}a"), (filters, 1, f"{index}b")]
+                units = [(shape[axis], 2, f"{index}a"), (filters, 1, f"{index}b")]
             block, shape = self._build_units(rank, shape, units)
             self.blocks.append(block)
         if rank > 2:
-            self.pooling = _POOLINGS[rank](dtype=self.dtype_policy, name="pool")
+            self.pooling = _POOLINGS[rank](
+                data_format=self.data_format, dtype=self.dtype_policy, name="pool"
+            )
 
     def _build_gate(self, rank, shape, channels):
         # SepConv(channels -> channels, stride 2), then the official code's
@@ -171,12 +181,13 @@ class HeadBottleneck(keras.layers.Layer):
         )
         self.gate.extend(gate)
         if self.use_batch_norm:
-            norm = self._batch_norm("batch_norm_gate")
+            norm = self._batch_norm("batch_norm_gate", rank)
             norm.build(gate_shape)
             self.gate.append(norm)
         self.gate_upsampling = layers.UpSampling2D(
             2,
             interpolation="bilinear",
+            data_format=self.data_format,
             dtype=self.dtype_policy,
             name="upsample_gate",
         )
@@ -218,7 +229,10 @@ class HeadBottleneck(keras.layers.Layer):
         # authors' `nn.Upsample(scale_factor=2, mode="bilinear")`, cropped
         # where an odd size was rounded up by the stride.
         x = self.gate_upsampling(x)
-        return ops.sigmoid(x[:, : inputs.shape[1], : inputs.shape[2], :])
+        height, width = spatial_shape(inputs.shape, self.data_format)
+        if self.data_format == "channels_first":
+            return ops.sigmoid(x[:, :, :height, :width])
+        return ops.sigmoid(x[:, :height, :width, :])
 
     def call(self, inputs, training=None):
         inputs = scale_gradient(inputs, self.gradient_scale)
@@ -247,6 +261,7 @@ class HeadBottleneck(keras.layers.Layer):
                 "block": self.block,
                 "attention": self.attention,
                 "gradient_scale": self.gradient_scale,
+                "data_format": self.data_format,
             }
         )
         return config
@@ -265,7 +280,8 @@ class AuxiliaryHead(keras.layers.Layer):
     Works on any rank the backbone produces:
 
     - 4-D image maps `(batch, height, width, channels)`, 3-D sequences
-      `(batch, steps, channels)` and 5-D volumes: each block is a strided
+      `(batch, steps, channels)` and 5-D volumes (channels first with
+      `data_format="channels_first"`): each block is a strided
       convolution (stride 2, so it halves every spatial axis), batch
       normalisation and an activation. The convolutions are depthwise
       separable by default, like the paper's `SepConv` heads: a head then
@@ -355,6 +371,12 @@ class AuxiliaryHead(keras.layers.Layer):
             frozen backbone (the served classifier then trains as if the
             head were absent), values between soften the heads' pull on
             the shallow stages. Defaults to `1.0`.
+        data_format: `"channels_last"`, `"channels_first"` or `None`. The
+            layout of map inputs (rank 3 to 5), as for Keras's convolution
+            layers: `(batch, *spatial, channels)` or `(batch, channels,
+            *spatial)`; the blocks' convolutions, batch norms and pooling
+            follow it. `None` uses `keras.config.image_data_format()`.
+            Feature vectors (rank 2) ignore it. Defaults to `None`.
         **kwargs: base layer arguments (`name`, `dtype`, `trainable`).
 
     Call arguments:
@@ -402,6 +424,7 @@ class AuxiliaryHead(keras.layers.Layer):
         attention=False,
         classifier_dtype=None,
         gradient_scale=1.0,
+        data_format=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -427,6 +450,7 @@ class AuxiliaryHead(keras.layers.Layer):
             else keras.dtype_policies.get(classifier_dtype)
         )
         self.gradient_scale = float(gradient_scale)
+        self.data_format = resolve_data_format(data_format)
         self.bottleneck = None
         self.classifier = None
 
@@ -444,6 +468,7 @@ class AuxiliaryHead(keras.layers.Layer):
             block=self.block,
             attention=self.attention,
             gradient_scale=self.gradient_scale,
+            data_format=self.data_format,
             dtype=self.dtype_policy,
             name=f"{self.name}_bottleneck",
         )
@@ -479,6 +504,7 @@ class AuxiliaryHead(keras.layers.Layer):
                 "classifier_dtype": None if self.classifier_dtype is None
                 else keras.saving.serialize_keras_object(self.classifier_dtype),
                 "gradient_scale": self.gradient_scale,
+                "data_format": self.data_format,
             }
         )
         return config
@@ -506,14 +532,15 @@ def _check_block_arguments(block, attention, batch_norm_momentum) -> None:
         )
 
 
-def _check_input_shape(input_shape, attention) -> None:
+def _check_input_shape(input_shape, attention, data_format) -> None:
     """Refuses input shapes a head cannot take, naming the shape."""
     rank = len(input_shape)
     if rank not in (2, 3, 4, 5):
         raise ValueError(
             "AuxiliaryHead accepts 2-D features (batch, features), 3-D "
             "sequences (batch, steps, channels), 4-D images (batch, "
-            "height, width, channels) or 5-D volumes. "
+            "height, width, channels) or 5-D volumes (channels first with "
+            "data_format='channels_first'). "
             f"Received: input_shape={input_shape}"
         )
     if attention and rank != 4:
@@ -523,14 +550,15 @@ def _check_input_shape(input_shape, attention) -> None:
             "attention=False for other ranks. Received: "
             f"input_shape={input_shape}, a {rank}-D input"
         )
-    if attention and None in input_shape[1:3]:
+    if attention and None in spatial_shape(input_shape, data_format):
         raise ValueError(
             "attention=True needs a known height and width (the gate is "
             "upsampled back to them). Received: "
-            f"input_shape={input_shape}"
+            f"input_shape={input_shape}, data_format={data_format!r}"
         )
-    if input_shape[-1] is None:
+    if input_shape[channel_axis(data_format, rank)] is None:
         raise ValueError(
-            "AuxiliaryHead needs a known last (channel) dimension. "
-            f"Received: input_shape={input_shape}"
+            "AuxiliaryHead needs a known channel dimension (the last one, or "
+            "the second with data_format='channels_first'). Received: "
+            f"input_shape={input_shape}, data_format={data_format!r}"
         )

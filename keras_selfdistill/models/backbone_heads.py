@@ -9,6 +9,8 @@ here names the wrong value and what would work.
 import keras
 
 from keras_selfdistill.compat import tensor_output_index
+from keras_selfdistill.data_format import channel_axis
+from keras_selfdistill.data_format import spatial_shape
 from keras_selfdistill.layers.auxiliary_head import BLOCKS
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 from keras_selfdistill.models.graph import ancestor_tensors
@@ -66,21 +68,24 @@ def attach_heads(
     deepest_layer = producing_layer(output)
     _, deepest_features = classifier_features(output, features)
     deepest_map = _last_feature_map(graph)
+    # The backbone's layers took their layout from the global setting.
+    data_format = keras.config.image_data_format()
     ancestors = ancestor_tensors(output)
     heads = []
     for index, tap in enumerate(taps):
         tapped = _tapped_tensor(graph, tap, taps, ancestors, deepest_layer)
         num_downsampling = head_num_downsampling
         if num_downsampling == "auto":
-            num_downsampling = _auto_downsampling(tapped, deepest_map)
+            num_downsampling = _auto_downsampling(tapped, deepest_map, data_format)
         head = AuxiliaryHead(
             num_classes=output.shape[-1],
-            width=head_width or _features_width(deepest_features),
+            width=head_width or _features_width(deepest_features, data_format),
             num_downsampling=num_downsampling,
             block=head_block,
             attention=head_attention,
             classifier_dtype=_classifier_dtype(output),
             gradient_scale=head_gradient_scale,
+            data_format=data_format,
             name=f"head_{index + 1}",
         )
         heads.append(head(tapped))
@@ -302,11 +307,11 @@ def _check_head_block(block, attention) -> None:
         )
 
 
-def _features_width(features):
+def _features_width(features, data_format):
     """The width of the classifier's input features, or `None`."""
     if isinstance(features, (list, tuple, dict)):
         return None
-    return features.shape[-1]
+    return features.shape[channel_axis(data_format, len(features.shape))]
 
 
 def _unknown_tap_message(backbone, tap, taps):
@@ -398,14 +403,14 @@ def _last_feature_map(backbone):
     return None
 
 
-def _auto_downsampling(tapped, deepest_map):
+def _auto_downsampling(tapped, deepest_map, data_format):
     """Stride-2 blocks that bring `tapped` to `deepest_map`'s resolution."""
     if len(tapped.shape) <= 2:
         return 1
     if deepest_map is None or len(deepest_map.shape) != len(tapped.shape):
         return 1
-    tapped_size = tapped.shape[1]
-    deepest_size = deepest_map.shape[1]
+    tapped_size = spatial_shape(tapped.shape, data_format)[0]
+    deepest_size = spatial_shape(deepest_map.shape, data_format)[0]
     if not tapped_size or not deepest_size:
         return 1
     blocks = 0

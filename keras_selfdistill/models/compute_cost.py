@@ -19,12 +19,13 @@ import math
 
 import keras
 
+from keras_selfdistill.data_format import spatial_shape
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
 
 
-def _positions(shape, layer_name) -> int:
+def _positions(shape, layer_name, data_format="channels_last") -> int:
     """Number of output positions: the product of the spatial axes."""
-    spatial = tuple(shape)[1:-1]
+    spatial = spatial_shape(shape, data_format)
     if any(size is None for size in spatial):
         raise ValueError(
             "Counting compute needs static spatial shapes, but layer "
@@ -47,7 +48,9 @@ def _auxiliary_head_macs(head) -> int:
     for block in head.bottleneck.blocks:
         main = block[0]
         shape = tuple(main.compute_output_shape(shape))
-        macs += _kernel_size(main) * _positions(shape, main.name)
+        macs += _kernel_size(main) * _positions(
+            shape, main.name, head.bottleneck.data_format
+        )
     return macs + _kernel_size(head.classifier)
 
 
@@ -84,7 +87,8 @@ def layer_macs(layer) -> int:
         ) from None
     if isinstance(output, (list, tuple, dict)):
         output = keras.tree.flatten(output)[0]
-    return kernels * _positions(output.shape, layer.name)
+    data_format = getattr(layer, "data_format", None) or "channels_last"
+    return kernels * _positions(output.shape, layer.name, data_format)
 
 
 def _heads_graph(model):

@@ -3,6 +3,8 @@
 import keras
 
 from keras_selfdistill import losses
+from keras_selfdistill.data_format import channel_axis
+from keras_selfdistill.data_format import spatial_shape
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.keras_distillation import check_label_loss
@@ -169,18 +171,32 @@ def _hint_shapes(pairs, teacher_features, student_features):
     """`[(student shape, teacher shape)]` of each hint pair, after checking
     that they differ at most in the channel axis (which an adapter maps)."""
     shapes = []
+    data_format = keras.config.image_data_format()
     for (teacher_name, student_name), t, s in zip(
         pairs, teacher_features, student_features
     ):
-        if len(t.shape) != len(s.shape) or tuple(t.shape[1:-1]) != tuple(
-            s.shape[1:-1]
-        ) or t.shape[-1] is None or s.shape[-1] is None:
+        received = (
+            f"Received: teacher layer '{teacher_name}' with shape "
+            f"{tuple(t.shape)}, student layer '{student_name}' with "
+            f"shape {tuple(s.shape)}."
+        )
+        if len(t.shape) != len(s.shape) or spatial_shape(
+            t.shape, data_format
+        ) != spatial_shape(s.shape, data_format) or t.shape[-1] is None or (
+            s.shape[-1] is None
+        ):
             raise ValueError(
                 "Each hint pair's outputs must have the same shape except "
-                "the last (channel) axis, which an adapter maps. "
-                f"Received: teacher layer '{teacher_name}' with shape "
-                f"{tuple(t.shape)}, student layer '{student_name}' with "
-                f"shape {tuple(s.shape)}."
+                "the channel axis, which an adapter maps. " + received
+            )
+        axis = channel_axis(data_format, len(t.shape))
+        if axis != -1 and t.shape[axis] != s.shape[axis]:
+            raise ValueError(
+                "A hint pair of different widths needs channels-last maps "
+                "(the adapter maps the last axis), but "
+                "keras.config.image_data_format() is 'channels_first'. Pair "
+                "layers of the same width, or build the models channels "
+                "last. " + received
             )
         shapes.append((tuple(s.shape), tuple(t.shape)))
     return shapes
