@@ -95,8 +95,10 @@ def build_arm(name, width, num_classes):
         model = EMATeacher(named_backbone(width, "student"))
         model.compile(optimizer="sgd", jit_compile=jit_compile)
         return model, same_inputs
+    channels_first = keras.config.image_data_format() == "channels_first"
     resnet = keras.applications.ResNet50V2(
-        weights=None, input_shape=(32, 32, 3), classes=num_classes,
+        weights=None, input_shape=(3, 32, 32) if channels_first else (32, 32, 3),
+        classes=num_classes,
         classifier_activation=None,
     )
     if name == "ResNet50V2 plain":
@@ -110,17 +112,23 @@ def build_arm(name, width, num_classes):
 
 
 def data(count, num_classes, seed=0):
+    import keras  # noqa: PLC0415
     import numpy as np  # noqa: PLC0415
 
     rng = np.random.default_rng(seed)
     images = rng.uniform(size=(count, 32, 32, 3)).astype("float32")
+    if keras.config.image_data_format() == "channels_first":
+        images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     labels = rng.integers(0, num_classes, size=count).astype("int32")
     return images, labels
 
 
-def set_single_thread():
+def set_single_thread(data_format="channels_last"):
+    """One compute thread (torch's setting; the environment sets the
+    others), and Keras's image data format for the models built next."""
     import keras  # noqa: PLC0415
 
+    keras.config.set_image_data_format(data_format)
     if keras.backend.backend() == "torch":
         import torch  # noqa: PLC0415
 
@@ -157,7 +165,7 @@ def measure_time(args):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import keras  # noqa: PLC0415
 
-    set_single_thread()
+    set_single_thread(args.data_format)
     arms = chosen_arms(args)
     plan = {}
     for name in arms:
@@ -192,7 +200,7 @@ def measure_memory(args):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import keras  # noqa: PLC0415
 
-    set_single_thread()
+    set_single_thread(args.data_format)
     keras.utils.set_random_seed(0)
     resnet = args.arm in RESNET_ARMS
     batch_size = args.resnet_batch_size if resnet else args.batch_size
@@ -228,7 +236,7 @@ def print_tables(timings, memories, args):
     print(f"width {args.width}, batch {args.batch_size} ({args.resnet_batch_size} for "
           f"ResNet50V2), {args.steps} ({args.resnet_steps}) timed steps after "
           f"{args.warmup} warm-up steps, {args.repeats} interleaved repeats; "
-          "TensorFlow jit off, JAX jit on, torch eager; one thread")
+          f"TensorFlow jit off, JAX jit on, torch eager; one thread; {args.data_format}")
     print("\nwall: median step; CPU: median CPU time of a step (all threads "
           "of the process); ratios: of the medians, (min-max of the per-repeat "
           "ratios)")
@@ -287,6 +295,10 @@ def main(argv=None):
     parser.add_argument("--arms", default=None,
                         help="arms separated by '|' instead of the default set, "
                              "e.g. 'plain|heads, CE only|SelfDistillModel'")
+    parser.add_argument("--data-format", default="channels_last",
+                        choices=("channels_last", "channels_first"),
+                        help="Keras's image data format of every model "
+                             "(channels_first avoids torch's layout copies)")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak RSS, one fresh process per arm")
     parser.add_argument("--smoke", action="store_true",
@@ -306,7 +318,7 @@ def main(argv=None):
         return
     forwarded = [f"--width={args.width}", f"--batch-size={args.batch_size}",
                  f"--steps={args.steps}", f"--warmup={args.warmup}",
-                 f"--repeats={args.repeats}",
+                 f"--repeats={args.repeats}", f"--data-format={args.data_format}",
                  f"--resnet-batch-size={args.resnet_batch_size}",
                  f"--resnet-steps={args.resnet_steps}"] + (
                      ["--resnet"] if args.resnet else []) + (

@@ -54,15 +54,20 @@ class StepTimer(keras.callbacks.Callback):
         self.durations.append(time.perf_counter() - self._start)
 
 
+def channel_axis():
+    """1 under `keras.config.set_image_data_format("channels_first")`, else -1."""
+    return 1 if keras.config.image_data_format() == "channels_first" else -1
+
+
 def residual_block(x, filters, stride, name):
     shortcut = x
     x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False,
                             name=f"{name}_conv1")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn1")(x)
+    x = keras.layers.BatchNormalization(axis=channel_axis(), name=f"{name}_bn1")(x)
     x = keras.layers.ReLU(name=f"{name}_relu1")(x)
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn2")(x)
-    if stride != 1 or shortcut.shape[-1] != filters:
+    x = keras.layers.BatchNormalization(axis=channel_axis(), name=f"{name}_bn2")(x)
+    if stride != 1 or shortcut.shape[channel_axis()] != filters:
         shortcut = keras.layers.Conv2D(filters, 1, strides=stride, use_bias=False,
                                        name=f"{name}_shortcut")(shortcut)
     x = keras.layers.Add(name=f"{name}_add")([x, shortcut])
@@ -70,7 +75,8 @@ def residual_block(x, filters, stride, name):
 
 
 def build_backbone(width):
-    inputs = keras.Input((32, 32, 3))
+    """The benchmark network, in Keras's global image data format."""
+    inputs = keras.Input((3, 32, 32) if channel_axis() == 1 else (32, 32, 3))
     x = keras.layers.Conv2D(width, 3, padding="same", name="stem")(inputs)
     for stage, (filters, stride) in enumerate(
         [(width, 1), (width * 2, 2), (width * 4, 2)], start=1
