@@ -158,6 +158,33 @@ def multiply_add_share_of_heads(width):
     return heads_total / backbone_total
 
 
+def activation_share_of_heads(width):
+    """Activation elements the two heads write per sample in a forward pass,
+    over those the backbone writes (every layer's output; a separable
+    convolution also writes its depthwise result, and each head block's
+    activation function its own output).
+
+    What batch norms, activations and memory traffic scale with, forward
+    and backward, where multiply-adds do not: on a CPU a small CNN's step is
+    largely such element-wise work.
+    """
+    model = SelfDistillModel.from_backbone(build_backbone(width), taps=TAPS)
+    backbone = model.export_backbone()
+    backbone_total = sum(math.prod(layer.output.shape[1:]) for layer in backbone.layers[1:])
+    heads_total = 0
+    for index, tap in enumerate(TAPS, start=1):
+        shape = backbone.get_layer(tap).output.shape
+        for block in model.network.get_layer(f"head_{index}_bottleneck").blocks:
+            convolution, norm = block
+            if isinstance(convolution, keras.layers.SeparableConv2D):
+                depthwise = convolution.compute_output_shape(shape)[:-1] + (shape[-1],)
+                heads_total += math.prod(depthwise[1:])
+            shape = convolution.compute_output_shape(shape)
+            # The convolution's, the batch norm's and the activation's outputs.
+            heads_total += 3 * math.prod(shape[1:])
+    return heads_total / backbone_total
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--width", type=int, default=32)
@@ -192,6 +219,8 @@ def main(argv=None):
     print(f"head parameters / backbone parameters: {parameter_share_of_heads(args.width):.1%}")
     print("head multiply-adds / backbone multiply-adds: "
           f"{multiply_add_share_of_heads(args.width):.1%}")
+    print("head activation elements / backbone activation elements: "
+          f"{activation_share_of_heads(args.width):.1%}")
     print("\n| model | median step (ms) | repeats min-max (ms) | vs plain | "
           "per-repeat ratio min-max |")
     print("| --- | ---: | ---: | ---: | ---: |")

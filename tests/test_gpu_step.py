@@ -37,3 +37,18 @@ def test_step_overhead_spread_is_the_range_of_per_repeat_ratios():
 
     # Repeat 2 ran under load for both models: its ratio is still 1.1.
     assert step_overhead.ratio_spread([1.1, 2.2, 1.5], [1.0, 2.0, 1.0]) == pytest.approx((1.1, 1.5))
+
+
+def test_step_overhead_counts_the_heads_activations_by_hand():
+    import step_overhead
+
+    # Width 16 on 32x32 images. Backbone outputs per sample: the stem and
+    # 14 layer outputs of stage 1 at 32x32x16, 15 of stage 2 at 16x16x32
+    # (with the shortcut), 15 of stage 3 at 8x8x64, then 64 pooled + 100.
+    backbone = 16384 * 15 + 8192 * 15 + 4096 * 15 + 64 + 100
+    # Head 1 (stage1_out, 32x32x16): depthwise 16x16x16, then convolution,
+    # batch norm and activation at 16x16x64; depthwise 8x8x64, three 8x8x64.
+    # Head 2 (stage2_out, 16x16x32): depthwise 8x8x32, three 8x8x64.
+    heads = 4096 + 3 * 16384 + 4096 + 3 * 4096 + 2048 + 3 * 4096
+
+    assert step_overhead.activation_share_of_heads(16) == pytest.approx(heads / backbone)
