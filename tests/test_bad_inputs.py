@@ -559,6 +559,11 @@ BAD_INPUTS = [
         ValueError, "`head_width` must be an integer >= 1", "Received: head_width=0",
     ),
     BadInput(
+        "SelfDistillModel.from_backbone", "head_width as the block structure's name",
+        lambda tmp: self_distill(head_width="double"),
+        ValueError, "or 'doubling'", "Received: head_width='double'",
+    ),
+    BadInput(
         "SelfDistillModel.from_backbone", "head_num_downsampling neither 'auto' nor a count",
         lambda tmp: self_distill(head_num_downsampling="max"),
         ValueError, "must be 'auto' or an integer >= 0",

@@ -17,9 +17,13 @@ from keras_selfdistill.models.graph import ancestor_tensors
 from keras_selfdistill.models.graph import classifier_features
 from keras_selfdistill.models.graph import known_outputs
 from keras_selfdistill.models.graph import producing_layer
-from keras_selfdistill.validation import check_integer
 from keras_selfdistill.validation import check_unit_interval
 from keras_selfdistill.validation import close_matches_hint
+
+
+#: `head_width` value for heads whose blocks double the tapped channels
+#: (the paper's heads, `AuxiliaryHead(width=None)`).
+DOUBLING = "doubling"
 
 
 def attach_heads(
@@ -40,8 +44,9 @@ def attach_heads(
             models, whose layers can be tapped.
         taps: list of layer names (or `(name, output_index)` pairs for
             layers with several outputs), shallow to deep.
-        head_width: int or `None` (the width of the deepest classifier's
-            features).
+        head_width: int, `None` (the width of the deepest classifier's
+            features) or `"doubling"` (each block doubles the tap's
+            channels: `AuxiliaryHead(width=None)`).
         head_num_downsampling: `"auto"` or int >= 0.
         head_block: `"single"` or `"double"` (`AuxiliaryHead`'s `block`).
         head_attention: bool (`AuxiliaryHead`'s `attention`).
@@ -57,8 +62,7 @@ def attach_heads(
     """
     backbone_inputs_and_output(backbone)
     check_tap_format(taps)
-    if head_width is not None:
-        check_integer("head_width", head_width, 1)
+    _check_head_width(head_width)
     _check_num_downsampling(head_num_downsampling)
     _check_head_block(head_block, head_attention)
     check_unit_interval("head_gradient_scale", head_gradient_scale)
@@ -79,7 +83,7 @@ def attach_heads(
             num_downsampling = _auto_downsampling(tapped, deepest_map, data_format)
         head = AuxiliaryHead(
             num_classes=output.shape[-1],
-            width=head_width or _features_width(deepest_features, data_format),
+            width=_head_width(head_width, deepest_features, data_format),
             num_downsampling=num_downsampling,
             block=head_block,
             attention=head_attention,
@@ -305,6 +309,23 @@ def _check_head_block(block, attention) -> None:
             "`head_attention` must be True or False. "
             f"Received: head_attention={attention!r}"
         )
+
+
+def _check_head_width(head_width):
+    if head_width is None or head_width == DOUBLING:
+        return
+    if isinstance(head_width, bool) or not isinstance(head_width, int) or head_width < 1:
+        raise ValueError(
+            "`head_width` must be an integer >= 1, None (the deepest "
+            f"features' width) or {DOUBLING!r}. Received: head_width={head_width!r}"
+        )
+
+
+def _head_width(head_width, deepest_features, data_format):
+    """`AuxiliaryHead`'s `width` for `from_backbone`'s `head_width`."""
+    if head_width == DOUBLING:
+        return None
+    return head_width or _features_width(deepest_features, data_format)
 
 
 def _features_width(features, data_format):

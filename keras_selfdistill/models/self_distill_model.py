@@ -547,9 +547,15 @@ class SelfDistillModel(DistillationBase):
                 with several outputs is tapped as a `(name, index)` pair,
                 `index` counting its flattened outputs from 0, e.g.
                 `("encoder", 0)`.
-            head_width: int or `None`. Width of every head; `None` uses the
-                width of the deepest classifier's features, so no projection
-                is needed for the feature term. Defaults to `None`.
+            head_width: int, `None` or `"doubling"`. Width of every head's
+                blocks; `None` uses the width of the deepest classifier's
+                features, so no projection is needed for the feature term.
+                `"doubling"` is the paper's: each block doubles the tapped
+                channels (`AuxiliaryHead(width=None)`), which ends at the
+                deepest width on a backbone whose stages double theirs (a
+                ResNet) with narrower, cheaper blocks on the way; elsewhere a
+                projection maps the head's features to the deepest width.
+                Defaults to `None`.
             head_num_downsampling: `"auto"` or int. Blocks per head
                 (`AuxiliaryHead`'s `num_downsampling`); `"auto"`
                 halves each tap's resolution until it reaches the resolution

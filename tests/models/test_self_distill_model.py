@@ -408,6 +408,70 @@ def test_from_backbone_accepts_a_sequential_model():
     assert model.predict(np.zeros((2, 8, 8, 1)), verbose=0).shape == (2, NUM_CLASSES)
 
 
+def block_widths(model, head):
+    bottleneck = model.network.get_layer(f"{head}_bottleneck")
+    return [block[0].filters for block in bottleneck.blocks]
+
+
+def test_doubling_heads_double_the_tapped_channels_and_end_at_the_deepest_width(
+        digits, tmp_path):
+    # stage1 (8 channels, 8x8) -> stage2 (16, 4x4) -> stage3 (32, 2x2).
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stage1")(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu",
+                            name="stage2")(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu",
+                            name="stage3")(x)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    backbone = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES, name="logits")(pooled))
+    images, labels = digits[0][:32], digits[1][:32]
+
+    model = SelfDistillModel.from_backbone(
+        backbone, taps=["stage1", "stage2"], head_width="doubling"
+    )
+    deepest_width = SelfDistillModel.from_backbone(backbone, taps=["stage1", "stage2"])
+
+    assert block_widths(model, "head_1") == [16, 32]
+    assert block_widths(model, "head_2") == [32]
+    assert block_widths(deepest_width, "head_1") == [32, 32]
+    # Both heads end at the deepest width: no feature projection to learn.
+    assert model.feature_projections == [None, None]
+    assert model.count_params() < deepest_width.count_params()
+    model.compile(optimizer="adam")
+    model.fit(images, labels, epochs=1, verbose=0)
+    path = tmp_path / "doubling.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert block_widths(reloaded, "head_1") == [16, 32]
+    for before, after in zip(model.predict_heads(images[:8], verbose=0),
+                             reloaded.predict_heads(images[:8], verbose=0)):
+        np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_doubling_heads_get_a_projection_where_the_stages_do_not_double(digits):
+    model = SelfDistillModel.from_backbone(
+        build_plain_backbone(), taps=["stage1"], head_width="doubling"
+    )
+
+    # stage1 has 8 channels and one block to stage2's 4x4: 16 wide, the
+    # deepest features too; a 4-channel tap would end at 8 and be projected.
+    assert block_widths(model, "head_1") == [16]
+    assert model.feature_projections == [None]
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="narrow")(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="wide")(x)
+    pooled = keras.layers.GlobalAveragePooling2D()(x)
+    narrow = SelfDistillModel.from_backbone(
+        keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(pooled)), taps=["narrow"],
+        head_width="doubling",
+    )
+    assert block_widths(narrow, "head_1") == [8]
+    assert narrow.feature_projections[0].kernel.shape == (8, 16)
+    narrow.compile(optimizer="adam")
+    history = narrow.fit(digits[0][:32], digits[1][:32], epochs=1, verbose=0).history
+    assert np.isfinite(history["feature_loss"][0])
+
+
 def test_from_backbone_builds_the_authors_heads_when_asked(digits, tmp_path):
     model = SelfDistillModel.from_backbone(
         build_plain_backbone(), taps=["stage1"], head_block="double",
