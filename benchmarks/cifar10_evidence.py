@@ -15,7 +15,9 @@ harness (`benchmarks/harness.py`) as three paired arms per seed:
   (`LastBatchSelfDistillation`, T 3, alpha 1: batches of twice `--batch-size`, half
   repeated from the previous step and re-augmented, so the same number of
   steps and new samples per step as `plain`, twice the images per step);
-  `sd_gradient_<scale>` (`sd` with `head_gradient_scale`); `teacher` (the
+  `sd_gradient_<scale>` (`sd` with `head_gradient_scale`); `sd_doubling`
+  (`sd` with `head_width="doubling"`: the paper's heads, whose blocks double
+  the tapped channels instead of starting at the deepest width); `teacher` (the
   ResNet twice as wide), `kd` (`Distiller` from that teacher, alpha 0.9,
   T 4) and `born_again` (generation 1 of `BornAgain`, taught by the `plain`
   arm of the same seed, alpha 0.5, T 1; with the generations' ensemble).
@@ -185,7 +187,8 @@ def cifar_resnet(width: int = 16, blocks_per_stage: int = 3) -> keras.Model:
 def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 0,
          batch_size: int = 128) -> dict:
     """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`,
-    `sd_byot_heads` (`sd` with the authors' head blocks), `sd_gradient_0.3`
+    `sd_byot_heads` (`sd` with the authors' head blocks), `sd_doubling`
+    (`sd` with `head_width="doubling"`), `sd_gradient_0.3`
     etc. (`sd` with `head_gradient_scale`), and the head-free
     `label_smoothing`, `tf_kd` (teacher-free KD), `cs_kd` (class-wise
     self-distillation), `ps_kd` (needs `num_samples` and `epochs`) and `dlb`
@@ -209,6 +212,10 @@ def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 
             plain(), taps=TAPS, head_block="double", head_attention=True
         )
 
+    def sd_doubling():
+        # The paper's widths: each head block doubles the tapped channels.
+        return SelfDistillModel.from_backbone(plain(), taps=TAPS, head_width="doubling")
+
     def sd_gradient(scale):
         # The heads' gradient into the backbone scaled by `scale`.
         return lambda: SelfDistillModel.from_backbone(
@@ -216,6 +223,7 @@ def arms(width: int, blocks_per_stage: int, num_samples: int = 0, epochs: int = 
         )
 
     return dict(plain=plain, heads_ce=heads_ce, sd=sd, sd_byot_heads=sd_byot_heads,
+                sd_doubling=sd_doubling,
                 **{f"sd_gradient_{scale}": sd_gradient(scale)
                    for scale in harness.HEAD_GRADIENT_SCALES},
                 **headfree_arms(plain, num_samples=num_samples, epochs=epochs,

@@ -48,6 +48,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 SMALL_ARMS = ("plain", "Distiller (cached)", "MutualLearning K=2", "EMATeacher")
 #: The models of step_overhead.py, for `--arms` (not run by default).
 STEP_OVERHEAD_ARMS = ("heads, CE only", "SelfDistillModel")
+#: `SelfDistillModel` with `head_width="doubling"` (the paper's narrower heads).
+DOUBLING_ARM = "SelfDistillModel, doubling heads"
 RESNET_ARMS = ("ResNet50V2 plain", "ResNet50V2 SelfDistillModel")
 RESNET_TAPS = ["conv3_block4_out", "conv4_block6_out"]
 
@@ -76,6 +78,13 @@ def build_arm(name, width, num_classes):
         model = step_overhead.build_models(width)[name]
         model.compile(optimizer="sgd", jit_compile=jit_compile,
                       loss=[crossentropy] * 3 if name == "heads, CE only" else None)
+        return model, same_inputs
+    if name == DOUBLING_ARM:
+        model = SelfDistillModel.from_backbone(
+            step_overhead.build_backbone(width), taps=step_overhead.TAPS,
+            head_width="doubling",
+        )
+        model.compile(optimizer="sgd", jit_compile=jit_compile)
         return model, same_inputs
     if name == "plain":
         model = named_backbone(width, "plain")
@@ -249,6 +258,7 @@ def print_tables(timings, memories, args):
         "ResNet50V2 SelfDistillModel": ("ResNet50V2 plain", 1.0, "ResNet50V2 plain"),
         "heads, CE only": ("plain", 1.0, "plain"),
         "SelfDistillModel": ("plain", 1.0, "plain"),
+        DOUBLING_ARM: ("plain", 1.0, "plain"),
     }
     for result in timings:
         step, cpu = result["step"], result["cpu"]

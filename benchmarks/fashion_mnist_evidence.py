@@ -31,13 +31,15 @@ from headfree_arms import headfree_arms  # noqa: E402
 
 def arms(width: int, num_samples: int = 0, epochs: int = 0, batch_size: int = 128) -> dict:
     """The arms' builders: `plain`, `heads_ce` (deep supervision), `sd`,
-    `sd_gradient_0.3` etc. (`sd` with `head_gradient_scale`), and
+    `sd_doubling` (`sd` with `head_width="doubling"`, the paper's narrower
+    heads), `sd_gradient_0.3` etc. (`sd` with `head_gradient_scale`), and
     the head-free arms `label_smoothing`, `tf_kd`, `cs_kd`, `ps_kd` and `dlb`
     (`headfree_arms`)."""
     return dict(
         plain=lambda: demo.build_cnn(width),
         heads_ce=lambda: demo.build_self_distilled(width, alpha=0.0, feature_weight=0.0),
         sd=lambda: demo.build_self_distilled(width),
+        sd_doubling=lambda: demo.build_self_distilled(width, head_width="doubling"),
         **{f"sd_gradient_{scale}": (
             lambda scale=scale: demo.build_self_distilled(width, head_gradient_scale=scale))
            for scale in harness.HEAD_GRADIENT_SCALES},
