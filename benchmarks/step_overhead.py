@@ -137,10 +137,11 @@ def multiply_adds(layer, input_shape):
     return 0
 
 
-def multiply_add_share_of_heads(width):
+def multiply_add_share_of_heads(width, head_width=None):
     """Multiply-adds of the two heads (and the feature projections, if any)
-    over those of the backbone, per sample."""
-    model = SelfDistillModel.from_backbone(build_backbone(width), taps=TAPS)
+    over those of the backbone, per sample. `head_width` is `from_backbone`'s."""
+    model = SelfDistillModel.from_backbone(build_backbone(width), taps=TAPS,
+                                           head_width=head_width)
     backbone = model.export_backbone()
     backbone_total = sum(
         multiply_adds(layer, layer.input.shape) for layer in backbone.layers
@@ -158,7 +159,7 @@ def multiply_add_share_of_heads(width):
     return heads_total / backbone_total
 
 
-def activation_share_of_heads(width):
+def activation_share_of_heads(width, head_width=None):
     """Activation elements the two heads write per sample in a forward pass,
     over those the backbone writes (every layer's output; a separable
     convolution also writes its depthwise result, and each head block's
@@ -166,9 +167,10 @@ def activation_share_of_heads(width):
 
     What batch norms, activations and memory traffic scale with, forward
     and backward, where multiply-adds do not: on a CPU a small CNN's step is
-    largely such element-wise work.
+    largely such element-wise work. `head_width` is `from_backbone`'s.
     """
-    model = SelfDistillModel.from_backbone(build_backbone(width), taps=TAPS)
+    model = SelfDistillModel.from_backbone(build_backbone(width), taps=TAPS,
+                                           head_width=head_width)
     backbone = model.export_backbone()
     backbone_total = sum(math.prod(layer.output.shape[1:]) for layer in backbone.layers[1:])
     heads_total = 0
@@ -220,7 +222,9 @@ def main(argv=None):
     print("head multiply-adds / backbone multiply-adds: "
           f"{multiply_add_share_of_heads(args.width):.1%}")
     print("head activation elements / backbone activation elements: "
-          f"{activation_share_of_heads(args.width):.1%}")
+          f"{activation_share_of_heads(args.width):.1%} "
+          f"(head_width='doubling': {activation_share_of_heads(args.width, 'doubling'):.1%}, "
+          f"multiply-adds {multiply_add_share_of_heads(args.width, 'doubling'):.1%})")
     print("\n| model | median step (ms) | repeats min-max (ms) | vs plain | "
           "per-repeat ratio min-max |")
     print("| --- | ---: | ---: | ---: | ---: |")

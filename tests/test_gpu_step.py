@@ -52,3 +52,8 @@ def test_step_overhead_counts_the_heads_activations_by_hand():
     heads = 4096 + 3 * 16384 + 4096 + 3 * 4096 + 2048 + 3 * 4096
 
     assert step_overhead.activation_share_of_heads(16) == pytest.approx(heads / backbone)
+    # head_width="doubling": head 1's blocks are 32 then 64 wide (16x16x32
+    # and 8x8x32 depthwise), head 2's 64 as before.
+    doubling = 4096 + 3 * 8192 + 2048 + 3 * 4096 + 2048 + 3 * 4096
+    assert step_overhead.activation_share_of_heads(16, "doubling") == pytest.approx(
+        doubling / backbone)
