@@ -572,7 +572,8 @@ def _per_seed_table(results: dict) -> list:
 COMPARISONS = (("sd", "heads_ce"), ("sd ensemble", "sd"),
                ("sd ensemble", "heads_ce ensemble"), ("heads_ce ensemble", "heads_ce"),
                ("ema_teacher teacher", "ema_teacher"),
-               ("mutual_learning", "mutual_learning peer1"))
+               ("mutual_learning", "mutual_learning peer1"),
+               ("sd_doubling", "sd"), ("sd_doubling ensemble", "sd_doubling"))
 
 
 def _comparison_lines(results: dict, comparisons) -> list:
