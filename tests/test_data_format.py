@@ -177,6 +177,19 @@ def test_distiller_hints_of_equal_width_train_channels_first():
     assert distiller.feature_adapters == [None]
 
 
+def test_distiller_hints_take_channels_first_maps_of_unknown_size():
+    with image_data_format("channels_first"):
+        inputs = keras.Input((3, None, None))
+        hint = keras.layers.Conv2D(4, 3, padding="same", name="hint")(inputs)
+        pooled = keras.layers.GlobalAveragePooling2D()(hint)
+        teacher = keras.Model(inputs, keras.layers.Dense(NUM_CLASSES)(pooled), name="teacher")
+        student = keras.models.clone_model(teacher)
+        student.name = "student"
+        distiller = Distiller(teacher, student, feature_pairs=[("hint", "hint")])
+
+    assert distiller.feature_adapters == [None]
+
+
 def test_distiller_refuses_hints_of_different_widths_channels_first():
     with image_data_format("channels_first"):
         with pytest.raises(ValueError, match="needs channels-last maps") as error:

@@ -180,16 +180,16 @@ def _hint_shapes(pairs, teacher_features, student_features):
             f"{tuple(t.shape)}, student layer '{student_name}' with "
             f"shape {tuple(s.shape)}."
         )
+        axis = channel_axis(data_format, len(t.shape))
         if len(t.shape) != len(s.shape) or spatial_shape(
             t.shape, data_format
-        ) != spatial_shape(s.shape, data_format) or t.shape[-1] is None or (
-            s.shape[-1] is None
+        ) != spatial_shape(s.shape, data_format) or t.shape[axis] is None or (
+            s.shape[axis] is None
         ):
             raise ValueError(
                 "Each hint pair's outputs must have the same shape except "
                 "the channel axis, which an adapter maps. " + received
             )
-        axis = channel_axis(data_format, len(t.shape))
         if axis != -1 and t.shape[axis] != s.shape[axis]:
             raise ValueError(
                 "A hint pair of different widths needs channels-last maps "
