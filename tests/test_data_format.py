@@ -226,6 +226,17 @@ def test_multi_crop_draws_the_same_crops_in_both_layouts():
         )
 
 
+def test_multi_crop_keeps_its_layout_in_its_config():
+    with image_data_format("channels_first"):
+        layer = MultiCrop(seed=1)
+
+    with image_data_format("channels_last"):
+        restored = MultiCrop.from_config(layer.get_config())
+
+    assert layer.get_config()["data_format"] == "channels_first"
+    assert restored.data_format == "channels_first"
+
+
 def test_dino_trains_a_channels_first_backbone_without_labels():
     with image_data_format("channels_first"):
         keras.utils.set_random_seed(0)
