@@ -107,6 +107,17 @@ def test_heads_compute_the_same_function_in_both_layouts(head_arguments):
         np.testing.assert_allclose(logits_first, logits_last, rtol=1e-4, atol=1e-4)
 
 
+def test_heads_take_the_backbones_layout_not_the_current_default():
+    with image_data_format("channels_first"):
+        backbone = conv_backbone("channels_first")
+
+    with image_data_format("channels_last"):
+        model = SelfDistillModel.from_backbone(backbone, taps=["stage0", "stage1"])
+
+    assert [head.data_format for head in heads(model)] == ["channels_first"] * 2
+    assert [head.num_downsampling for head in heads(model)] == [2, 1]
+
+
 def test_attention_gate_is_cropped_on_the_spatial_axes_channels_first():
     head = AuxiliaryHead(NUM_CLASSES, attention=True, data_format="channels_first")
     x = np.random.default_rng(0).normal(size=(2, 3, 7, 5)).astype("float32")

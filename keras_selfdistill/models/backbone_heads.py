@@ -9,6 +9,7 @@ here names the wrong value and what would work.
 import keras
 
 from keras_selfdistill.compat import tensor_output_index
+from keras_selfdistill.data_format import DATA_FORMATS
 from keras_selfdistill.data_format import channel_axis
 from keras_selfdistill.data_format import spatial_shape
 from keras_selfdistill.layers.auxiliary_head import BLOCKS
@@ -72,8 +73,7 @@ def attach_heads(
     deepest_layer = producing_layer(output)
     _, deepest_features = classifier_features(output, features)
     deepest_map = _last_feature_map(graph)
-    # The backbone's layers took their layout from the global setting.
-    data_format = keras.config.image_data_format()
+    data_format = _backbone_data_format(graph)
     ancestors = ancestor_tensors(output)
     heads = []
     for index, tap in enumerate(taps):
@@ -309,6 +309,22 @@ def _check_head_block(block, attention) -> None:
             "`head_attention` must be True or False. "
             f"Received: head_attention={attention!r}"
         )
+
+
+def _backbone_data_format(backbone):
+    """The layout of the backbone's convolutions and poolings, if they all
+    agree; else Keras's global `image_data_format()`."""
+    formats = set()
+    stack = list(backbone.layers)
+    while stack:
+        layer = stack.pop()
+        if isinstance(layer, keras.Model):
+            stack.extend(layer.layers)
+        elif getattr(layer, "data_format", None) in DATA_FORMATS:
+            formats.add(layer.data_format)
+    if len(formats) == 1:
+        return formats.pop()
+    return keras.config.image_data_format()
 
 
 def _check_head_width(head_width):
