@@ -1,7 +1,8 @@
-"""Channels-first models: the heads follow `keras.config.image_data_format()`.
+"""Channels-first models: the heads follow the backbone's layout.
 
-Channels-first is the fast layout for convolutions on the torch backend (no
-layout copy around each one). A self-distilled model built channels first
+Channels first is the torch backend's native layout for convolutions, and
+some users build their models that way (`keras.config.
+set_image_data_format("channels_first")`). A self-distilled model built channels first
 must compute what the same model built channels last computes on transposed
 images: the same heads (widths, number of blocks), the same outputs, the same
 training step, the same file round trip.
