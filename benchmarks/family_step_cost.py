@@ -32,6 +32,10 @@ on JAX also XLA's compilation).
     XLA_FLAGS=--xla_cpu_multi_thread_eigen=false \\
     taskset -c 0 python benchmarks/family_step_cost.py --resnet --memory
 
+`--data-format channels_first` builds every model channels first (torch's
+native layout for convolutions); `--arms "...|SelfDistillModel, doubling
+heads"` adds `from_backbone(..., head_width="doubling")`.
+
 `--smoke` runs the small arms for two steps on TensorFlow (the CI test).
 """
 
@@ -308,7 +312,7 @@ def main(argv=None):
     parser.add_argument("--data-format", default="channels_last",
                         choices=("channels_last", "channels_first"),
                         help="Keras's image data format of every model "
-                             "(channels_first avoids torch's layout copies)")
+                             "(channels_first is torch's native layout)")
     parser.add_argument("--memory", action="store_true",
                         help="also measure peak RSS, one fresh process per arm")
     parser.add_argument("--smoke", action="store_true",
