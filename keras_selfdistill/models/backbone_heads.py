@@ -314,14 +314,10 @@ def _check_head_block(block, attention) -> None:
 def _backbone_data_format(backbone):
     """The layout of the backbone's convolutions and poolings, if they all
     agree; else Keras's global `image_data_format()`."""
-    formats = set()
-    stack = list(backbone.layers)
-    while stack:
-        layer = stack.pop()
-        if isinstance(layer, keras.Model):
-            stack.extend(layer.layers)
-        elif getattr(layer, "data_format", None) in DATA_FORMATS:
-            formats.add(layer.data_format)
+    formats = {
+        layer.data_format for _, layer in nested_layers(backbone)
+        if getattr(layer, "data_format", None) in DATA_FORMATS
+    }
     if len(formats) == 1:
         return formats.pop()
     return keras.config.image_data_format()
