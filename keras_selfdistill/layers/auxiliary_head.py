@@ -510,19 +510,32 @@ class AuxiliaryHead(keras.layers.Layer):
         return config
 
 
-def _check_block_arguments(block, attention, batch_norm_momentum) -> None:
-    """Refuses a `block`, `attention` or `batch_norm_momentum` a head cannot
-    use, naming the value and what is allowed."""
+def check_block_and_attention(block, attention, prefix="") -> None:
+    """Refuses a `block` or `attention` a head cannot use, naming the value
+    and what is allowed.
+
+    Args:
+        block: the value given for `block`.
+        attention: the value given for `attention`.
+        prefix: str. Prefix of the argument names in the messages (`"head_"`
+            for `from_backbone`'s `head_block` and `head_attention`).
+    """
     if not isinstance(block, str) or block not in BLOCKS:
         raise ValueError(
-            f"`block` must be one of {', '.join(map(repr, BLOCKS))}. "
-            f"Received: block={block!r}"
+            f"`{prefix}block` must be one of {', '.join(map(repr, BLOCKS))}. "
+            f"Received: {prefix}block={block!r}"
         )
     if not isinstance(attention, bool):
         raise ValueError(
-            "`attention` must be True or False. "
-            f"Received: attention={attention!r}"
+            f"`{prefix}attention` must be True or False. "
+            f"Received: {prefix}attention={attention!r}"
         )
+
+
+def _check_block_arguments(block, attention, batch_norm_momentum) -> None:
+    """Refuses a `block`, `attention` or `batch_norm_momentum` a head cannot
+    use, naming the value and what is allowed."""
+    check_block_and_attention(block, attention)
     if isinstance(batch_norm_momentum, bool) or not isinstance(
         batch_norm_momentum, (int, float)
     ) or not 0.0 <= batch_norm_momentum < 1.0:

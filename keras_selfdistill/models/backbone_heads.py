@@ -12,8 +12,8 @@ from keras_selfdistill.compat import tensor_output_index
 from keras_selfdistill.data_format import DATA_FORMATS
 from keras_selfdistill.data_format import channel_axis
 from keras_selfdistill.data_format import spatial_shape
-from keras_selfdistill.layers.auxiliary_head import BLOCKS
 from keras_selfdistill.layers.auxiliary_head import AuxiliaryHead
+from keras_selfdistill.layers.auxiliary_head import check_block_and_attention
 from keras_selfdistill.models.graph import ancestor_tensors
 from keras_selfdistill.models.graph import classifier_features
 from keras_selfdistill.models.graph import known_outputs
@@ -65,7 +65,7 @@ def attach_heads(
     check_tap_format(taps)
     _check_head_width(head_width)
     _check_num_downsampling(head_num_downsampling)
-    _check_head_block(head_block, head_attention)
+    check_block_and_attention(head_block, head_attention, prefix="head_")
     check_unit_interval("head_gradient_scale", head_gradient_scale)
     graph = _graph_with_taps(backbone, taps, features)
     inputs, output = backbone_inputs_and_output(graph)
@@ -295,19 +295,6 @@ def _check_num_downsampling(value) -> None:
         raise ValueError(
             "`head_num_downsampling` must be 'auto' or an integer >= 0. "
             f"Received: head_num_downsampling={value!r}"
-        )
-
-
-def _check_head_block(block, attention) -> None:
-    if not isinstance(block, str) or block not in BLOCKS:
-        raise ValueError(
-            f"`head_block` must be one of {', '.join(map(repr, BLOCKS))}. "
-            f"Received: head_block={block!r}"
-        )
-    if not isinstance(attention, bool):
-        raise ValueError(
-            "`head_attention` must be True or False. "
-            f"Received: head_attention={attention!r}"
         )
 
 
