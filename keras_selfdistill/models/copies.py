@@ -70,6 +70,25 @@ def teacher_layer_prefix(student, role: str):
     return None
 
 
+def companion_copy(student, role: str):
+    """A frozen copy of `student` to live beside it in one model (a teacher,
+    a snapshot): named `f"{student.name}_{role}"`, its layers renamed by
+    `teacher_layer_prefix(student, role)` so no variable path repeats.
+
+    Args:
+        student: a built `keras.Model` (as for `copy_with_weights`).
+        role: str. What the copy is, e.g. `"ema_teacher"`.
+
+    Returns:
+        The copy, a non-trainable `keras.Model` holding `student`'s values.
+    """
+    return copy_with_weights(
+        student,
+        name=f"{student.name}_{role}",
+        layer_prefix=teacher_layer_prefix(student, role),
+    )
+
+
 def copy_with_weights(student, name, trainable=False, layer_prefix=None):
     """A copy of `student` with its own variables holding the same values.
 

@@ -8,8 +8,8 @@ from keras_selfdistill.dino_loss import teacher_temperature_at
 from keras_selfdistill.dino_loss import updated_center
 from keras_selfdistill.layers.dino_head import DINOHead
 from keras_selfdistill.metrics import with_direction
+from keras_selfdistill.models.copies import companion_copy
 from keras_selfdistill.models.copies import copy_with_weights
-from keras_selfdistill.models.copies import teacher_layer_prefix
 from keras_selfdistill.models.distillation_base import DistillationBase
 from keras_selfdistill.models.graph import known_outputs
 from keras_selfdistill.models.hyperparameters import Hyperparameter
@@ -211,11 +211,7 @@ class DINO(DistillationBase):
         """The teacher: a copy of the backbone and of the head, not trained."""
         # Renamed layers: the teacher's variable paths must differ from the
         # student's (get_state_tree, torch's parameter tracking).
-        self.teacher_backbone = copy_with_weights(
-            self.backbone,
-            name=f"{self.backbone.name}_teacher",
-            layer_prefix=teacher_layer_prefix(self.backbone, "teacher"),
-        )
+        self.teacher_backbone = companion_copy(self.backbone, "teacher")
         self.teacher_head = DINOHead.from_config(
             {**self.head.get_config(), "name": "teacher_head"}
         )

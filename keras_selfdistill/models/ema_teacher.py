@@ -3,8 +3,7 @@
 import keras
 from keras import ops
 
-from keras_selfdistill.models.copies import copy_with_weights
-from keras_selfdistill.models.copies import teacher_layer_prefix
+from keras_selfdistill.models.copies import companion_copy
 from keras_selfdistill.models.hyperparameters import Hyperparameter
 from keras_selfdistill.models.temporal_teacher import TemporalTeacherBase
 from keras_selfdistill.validation import check_unit_interval
@@ -45,7 +44,7 @@ class EMATeacher(TemporalTeacherBase):
     also has `cross_entropy_loss` and `distillation_loss`. The teacher's
     layers are the student's, renamed `f"{student.name}_ema_teacher_{name}"`
     (a functional or Sequential student), so that no two variables of the
-    model share a path (see `teacher_layer_prefix`).
+    model share a path (see `companion_copy`).
 
     Args:
         student: a built `keras.Model` (functional, Sequential, or
@@ -107,11 +106,7 @@ class EMATeacher(TemporalTeacherBase):
             **kwargs,
         )
         self.momentum = momentum
-        self.teacher = copy_with_weights(
-            student,
-            name=f"{student.name}_ema_teacher",
-            layer_prefix=teacher_layer_prefix(student, "ema_teacher"),
-        )
+        self.teacher = companion_copy(student, "ema_teacher")
         self._set_untracked(
             "_weight_pairs",
             list(

@@ -4,8 +4,7 @@ import keras
 from keras import ops
 
 from keras_selfdistill.models.temporal_teacher import TemporalTeacherBase
-from keras_selfdistill.models.copies import copy_with_weights
-from keras_selfdistill.models.copies import teacher_layer_prefix
+from keras_selfdistill.models.copies import companion_copy
 from keras_selfdistill.models.copies import mean_logits_model
 from keras_selfdistill.validation import check_integer
 
@@ -112,21 +111,13 @@ class SelfEnsembleTeacher(TemporalTeacherBase):
         self.average = average
         self.snapshot_interval = snapshot_interval
         # Each copy with its own layer names: no two variables of the model
-        # share a path (see `teacher_layer_prefix`).
+        # share a path (see `companion_copy`).
         self.snapshots = [
-            copy_with_weights(
-                student,
-                name=f"{student.name}_snapshot_{index}",
-                layer_prefix=teacher_layer_prefix(student, f"snapshot_{index}"),
-            )
+            companion_copy(student, f"snapshot_{index}")
             for index in range(num_snapshots)
         ]
         self.teacher = (
-            copy_with_weights(
-                student,
-                name=f"{student.name}_averaged_teacher",
-                layer_prefix=teacher_layer_prefix(student, "averaged_teacher"),
-            )
+            companion_copy(student, "averaged_teacher")
             if average == "parameters"
             else None
         )
